@@ -1,0 +1,3 @@
+"""pec-conformance: conformance suite for Italian certified email (PEC)."""
+
+__version__ = "0.1.0"

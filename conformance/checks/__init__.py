@@ -1,0 +1,1 @@
+"""Validator: pure checks over one message, each finding citing a requirement ID."""

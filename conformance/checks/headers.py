@@ -1,0 +1,403 @@
+"""PEC header fields, subjects, From/To/Reply-To/Date/Message-ID of every kind.
+
+GEN-03..06, FMT-18, FMT-19, FMT-22, HDR-01, ENV-01..10, ENV-16, ANO-03..08, ACC-10, ACC-12, ACC-16,
+RIC-10, CON-05, CON-19, CON-23, VIR-03, VIR-07, VIR-10, TMO-09.
+"""
+
+from __future__ import annotations
+
+import re
+from email.utils import getaddresses, parseaddr, parsedate_to_datetime
+
+from ..pec.build import read_original
+from ..pec.constants import (
+    H_MITTENTE,
+    H_RICEVUTA,
+    H_RIFERIMENTO,
+    H_TIPO_RICEVUTA,
+    H_TRASPORTO,
+    H_VERIFICA_SICUREZZA,
+    ON_BEHALF_OF,
+    PEC_HEADERS,
+    PER_CONTO_DI,
+    RICEVUTA_VALUES,
+    SUBJECT_PREFIX,
+    TIPI_RICEVUTA,
+    TO_PROVIDER_KINDS,
+    TRASPORTO_VALUES,
+    VIRUS_FLAG_KINDS,
+    Kind,
+)
+from ..pec.mime import MimeError
+from ..pec.parse import ParsedMessage
+from .findings import ValidationContext, check, failed, info, passed, warned
+
+# The header rule of each kind: the requirement whose template lists its fields.
+HEADER_REQ = {
+    Kind.ACCETTAZIONE: "ACC-12",
+    Kind.NON_ACCETTAZIONE: "ACC-10",
+    Kind.NON_ACCETTAZIONE_VIRUS: "VIR-03",
+    Kind.BUSTA_TRASPORTO: "ENV-04",
+    Kind.PRESA_IN_CARICO: "RIC-10",
+    Kind.BUSTA_ANOMALIA: "ANO-06",
+    Kind.RILEVAZIONE_VIRUS: "VIR-07",
+    Kind.MANCATA_CONSEGNA_VIRUS: "VIR-10",
+    Kind.CONSEGNA_COMPLETA: "CON-05",
+    Kind.CONSEGNA_BREVE: "CON-05",
+    Kind.CONSEGNA_SINTETICA: "CON-05",
+    Kind.MANCATA_CONSEGNA: "CON-19",
+    Kind.PREAVVISO_12H: "TMO-09",
+    Kind.MANCATA_CONSEGNA_24H: "TMO-09",
+}
+_ENVELOPES = (Kind.BUSTA_TRASPORTO, Kind.BUSTA_ANOMALIA)
+_MSGID = re.compile(r"^<[^<>\s@]+@[^<>\s@]+>$")
+
+
+def _pec(kind: Kind) -> bool:
+    return kind not in (Kind.ORDINARY, Kind.UNKNOWN)
+
+
+def _norm(value: str | None) -> str:
+    return re.sub(r"\s+", " ", value or "").strip()
+
+
+@check("headers.pec-type", ["GEN-04", "FMT-19", "HDR-01"], needs_body=False)
+def check_pec_type(msg: ParsedMessage, ctx: ValidationContext):
+    """Exactly one identifying PEC header with a value from Appendix A; names match case-insensitively."""
+    trasporto = msg.header_all(H_TRASPORTO)
+    ricevuta = msg.header_all(H_RICEVUTA)
+    if not trasporto and not ricevuta:
+        if ctx.expected_kind is not None:
+            yield failed("GEN-04", "no X-Ricevuta or X-Trasporto header: not a PEC system message",
+                         expected=f"the header of {ctx.expected_kind}", actual="none")
+        else:
+            yield info("GEN-04", "no PEC header: ordinary mail, judged only for what it is")
+        return
+    if len(trasporto) + len(ricevuta) > 1:
+        yield failed("GEN-04", "more than one identifying PEC header",
+                     actual="; ".join([f"X-Trasporto: {v}" for v in trasporto] +
+                                      [f"X-Ricevuta: {v}" for v in ricevuta]))
+    for value in trasporto:
+        if value not in TRASPORTO_VALUES:
+            yield failed(("GEN-04", "FMT-19"), "X-Trasporto value is not one of Appendix A",
+                         expected=" | ".join(TRASPORTO_VALUES), actual=value)
+    for value in ricevuta:
+        if value not in RICEVUTA_VALUES:
+            yield failed(("GEN-04", "FMT-19"), "X-Ricevuta value is not one of Appendix A",
+                         expected=" | ".join(RICEVUTA_VALUES), actual=value)
+    if msg.kind is not Kind.UNKNOWN and len(trasporto) + len(ricevuta) == 1:
+        yield passed("GEN-04", f"identified as {msg.kind}")
+    canonical = {h.lower(): h for h in PEC_HEADERS}
+    for name in msg.header_names():
+        spelled = canonical.get(name.lower())
+        if spelled and spelled != name:
+            yield info("HDR-01", f"PEC header spelt {name!r}; names compare case-insensitively",
+                       expected=spelled, actual=name, decision="D4")
+    if ctx.expected_kind is not None and msg.kind is not ctx.expected_kind:
+        yield failed(HEADER_REQ.get(ctx.expected_kind, "GEN-04"), "the message is not the expected kind",
+                     expected=str(ctx.expected_kind), actual=str(msg.kind))
+
+
+@check("headers.subject", ["FMT-18", "FMT-20", *sorted(set(HEADER_REQ.values()))], needs_body=False)
+def check_subject(msg: ParsedMessage, ctx: ValidationContext):
+    """Subject = the kind's exact prefix, ': ', and the original subject."""
+    prefix = SUBJECT_PREFIX.get(msg.kind)
+    if prefix is None:
+        return
+    subject = msg.subject
+    req = ("FMT-18", HEADER_REQ[msg.kind])
+    if not subject.startswith(prefix):
+        yield failed(req, "wrong subject prefix", expected=prefix + "<original subject>", actual=subject[:200])
+        return
+    yield passed(req, f"subject prefix {prefix.strip()!r}")
+    d = msg.daticert
+    if d is not None and d.oggetto is not None and _norm(subject[len(prefix):]) != _norm(d.oggetto):
+        yield failed(("FMT-20",), "subject after the prefix differs from daticert oggetto",
+                     expected=d.oggetto, actual=subject[len(prefix):])
+
+
+def _one_address(value: str | None) -> tuple[str, str] | None:
+    if not value:
+        return None
+    found = getaddresses([value])
+    if len(found) != 1 or "@" not in found[0][1]:
+        return None
+    return found[0]
+
+
+@check("headers.from", ["GEN-06", "GEN-09", "ENV-05", "ANO-07", "FMT-22"], needs_body=False)
+def check_from(msg: ParsedMessage, ctx: ValidationContext):
+    """From: the provider service address; envelopes put the original sender in a quoted display name."""
+    if not _pec(msg.kind):
+        return
+    raw = msg.header("from")
+    parsed = _one_address(raw)
+    envelope = msg.kind in _ENVELOPES
+    req = ("ENV-05" if msg.kind is Kind.BUSTA_TRASPORTO else "ANO-07") if envelope else "GEN-06"
+    if parsed is None:
+        yield failed(req, "From does not hold exactly one address", actual=raw or "missing")
+        return
+    display, address = parsed
+    if len(msg.header_all("from")) > 1:
+        yield failed(req, "more than one From field", actual="; ".join(msg.header_all("from")))
+    if not envelope:
+        yield passed(("GEN-06", "GEN-09"), f"From {address}")
+        return
+    d = msg.daticert
+    sender = d.mittente if d is not None else None
+    if msg.kind is Kind.BUSTA_ANOMALIA and msg.postacert is not None:
+        try:
+            inner = read_original(msg.postacert)
+            sender = parseaddr(inner.headers.get("from") or "")[1] or sender
+        except MimeError:
+            pass
+    raw_display = raw.split("<")[0].strip()
+    if display and not raw_display.startswith('"'):
+        yield failed("FMT-22", "the From display name is not an RFC 5322 quoted-string",
+                     expected=f'"{PER_CONTO_DI}<sender>" <service address>', actual=raw, decision="D2")
+    if display.startswith(PER_CONTO_DI):
+        named = display[len(PER_CONTO_DI):].strip()
+        yield passed((req, "FMT-22"), "display name 'Per conto di: <sender>'", decision="D2")
+    elif display.startswith(ON_BEHALF_OF):
+        named = display[len(ON_BEHALF_OF):].strip()
+        yield warned(req, "display name uses the RFC's English 'On behalf of:'", expected=PER_CONTO_DI,
+                     actual=display, decision="D2")
+    else:
+        yield failed(req, "From display name does not name the original sender on whose behalf it is sent",
+                     expected=f"{PER_CONTO_DI}<original sender>", actual=display or "no display name",
+                     decision="D2")
+        return
+    if sender and named.lower() != sender.lower():
+        yield failed(req, "the display name names another sender", expected=sender, actual=named, decision="D23")
+    if sender and address.lower() == sender.lower():
+        yield failed(req, "From address is the original author, not the provider", actual=address)
+
+
+@check("headers.to", ["GEN-01", "ACC-10", "ACC-12", "CON-05", "CON-19", "VIR-10", "TMO-09", "RIC-10",
+                      "VIR-07", "IDX-11"], needs_body=False)
+def check_to(msg: ParsedMessage, ctx: ValidationContext):
+    """User notices go to the original sender; presa in carico and rilevazione virus to a mailReceipt."""
+    if not _pec(msg.kind) or msg.kind in _ENVELOPES or msg.daticert is None:
+        return
+    to = [a.lower() for _, a in getaddresses(msg.header_all("to")) if a]
+    sender = msg.daticert.mittente.lower()
+    req = HEADER_REQ[msg.kind]
+    if msg.kind in TO_PROVIDER_KINDS:
+        if sender in to:
+            yield failed((req, "GEN-01"), f"{msg.kind} is addressed to the user, not to the sending provider",
+                         expected="the sending provider's mailReceipt", actual=", ".join(to))
+            return
+        if ctx.index is not None:
+            receipts = {r.mail_receipt.lower() for r in ctx.index.records}
+            if not set(to) & receipts:
+                yield failed((req, "IDX-11"), "not addressed to any mailReceipt of the providers index",
+                             expected=" | ".join(sorted(receipts)), actual=", ".join(to), decision="D21")
+                return
+        yield passed(req, f"addressed to {', '.join(to)}")
+        return
+    if to != [sender]:
+        yield failed((req, "GEN-01"), "a user notice must go to the original sender only", expected=sender,
+                     actual=", ".join(to) or "missing", decision="D3" if req == "TMO-09" else None)
+    else:
+        yield passed((req, "GEN-01"), "addressed to the original sender")
+
+
+@check("headers.date", ["GEN-06"], needs_body=False)
+def check_date(msg: ParsedMessage, ctx: ValidationContext):
+    """Date present and valid (its instant is compared with daticert by the time checks)."""
+    if not _pec(msg.kind):
+        return
+    value = msg.header("date")
+    try:
+        parsed = parsedate_to_datetime(value) if value else None
+    except (TypeError, ValueError, IndexError):
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        yield failed("GEN-06", "Date missing or not an RFC 5322 date with a zone", actual=value or "missing")
+    else:
+        yield passed("GEN-06", f"Date {value}")
+
+
+@check("headers.message-id", ["GEN-04", "ACC-15", "ENV-08", "ANO-03"], needs_body=False)
+def check_message_id(msg: ParsedMessage, ctx: ValidationContext):
+    """Message-ID present and valid; the envelope's is the PEC identifier of its daticert."""
+    if not _pec(msg.kind):
+        return
+    values = msg.header_all("message-id")
+    req = {Kind.BUSTA_TRASPORTO: "ACC-15", Kind.BUSTA_ANOMALIA: "ANO-03"}.get(msg.kind, "GEN-04")
+    if len(values) != 1 or not _MSGID.match(values[0]):
+        yield failed(req, "Message-ID missing, repeated or not of the form <left@right>",
+                     actual="; ".join(values) or "missing", decision="D12")
+        return
+    yield passed(req, "valid Message-ID", decision="D12")
+    d = msg.daticert
+    if msg.kind is Kind.BUSTA_TRASPORTO and d is not None:
+        if values[0].strip("<>") != d.identificativo.strip("<>"):
+            yield failed("ENV-08", "envelope Message-ID differs from daticert identificativo",
+                         expected=f"<{d.identificativo}>", actual=values[0])
+        else:
+            yield passed("ENV-08", "envelope Message-ID is the PEC identifier")
+
+
+@check("headers.riferimento", ["GEN-05", "ENV-09", "FMT-24"], needs_body=False)
+def check_riferimento(msg: ParsedMessage, ctx: ValidationContext):
+    """X-Riferimento-Message-ID carries the client msgid whenever daticert has one, and only then."""
+    if not _pec(msg.kind) or msg.kind is Kind.BUSTA_ANOMALIA or msg.daticert is None:
+        return
+    values = msg.header_all(H_RIFERIMENTO)
+    msgid = msg.daticert.msgid
+    req = ("ENV-09",) if msg.kind is Kind.BUSTA_TRASPORTO else ("GEN-05",)
+    if msgid:
+        if not values:
+            yield failed(req, "X-Riferimento-Message-ID missing although the client sent a Message-ID",
+                         expected=msgid, actual="missing", decision="D31")
+        elif _norm(values[0]) != _norm(msgid):
+            yield failed(req, "X-Riferimento-Message-ID differs from daticert msgid", expected=msgid,
+                         actual=values[0], decision="D31")
+        else:
+            yield passed(req, "X-Riferimento-Message-ID equals the client msgid")
+    elif values:
+        yield failed((*req, "FMT-24"), "X-Riferimento-Message-ID present but daticert has no msgid",
+                     expected="both absent or both equal", actual=values[0], decision="D31")
+    else:
+        yield passed(req, "no client Message-ID: header and msgid both absent", decision="D31")
+
+
+@check("headers.virus-flag", ["VIR-03", "VIR-10", "VIR-07"], needs_body=False)
+def check_virus_flag(msg: ParsedMessage, ctx: ValidationContext):
+    """X-VerificaSicurezza: errore on the two virus notices; X-Mittente on rilevazione virus."""
+    d = msg.daticert
+    flag = msg.header(H_VERIFICA_SICUREZZA)
+    if msg.kind in VIRUS_FLAG_KINDS:
+        yield passed(HEADER_REQ[msg.kind], "X-VerificaSicurezza: errore")
+    elif d is not None and d.errore == "virus" and d.tipo in ("non-accettazione", "errore-consegna"):
+        req = "VIR-03" if d.tipo == "non-accettazione" else "VIR-10"
+        yield failed(req, "virus notice without X-VerificaSicurezza: errore", expected="errore",
+                     actual=flag or "missing")
+    if msg.kind is Kind.RILEVAZIONE_VIRUS:
+        mittente = msg.header(H_MITTENTE)
+        if not mittente:
+            yield failed("VIR-07", "X-Mittente missing", expected=d.mittente if d else "original sender")
+        elif d is not None and parseaddr(mittente)[1].lower() != d.mittente.lower():
+            yield failed("VIR-07", "X-Mittente differs from daticert mittente", expected=d.mittente,
+                         actual=mittente)
+        else:
+            yield passed("VIR-07", "X-Mittente names the original sender")
+
+
+@check("headers.tipo-ricevuta", ["ENV-10", "ENV-16"], needs_body=False)
+def check_tipo_ricevuta(msg: ParsedMessage, ctx: ValidationContext):
+    """The envelope says which receipt was asked for, in X-TipoRicevuta and daticert ricevuta alike."""
+    if msg.kind is not Kind.BUSTA_TRASPORTO:
+        return
+    value = msg.header(H_TIPO_RICEVUTA)
+    ricevuta = msg.daticert.ricevuta if msg.daticert is not None else None
+    if value is None:
+        if ricevuta is not None:
+            yield warned("ENV-10", "X-TipoRicevuta missing (the ricevuta element still carries the type)",
+                         expected="X-TipoRicevuta: " + ricevuta, actual="missing", decision="D20")
+        else:
+            yield failed("ENV-10", "neither X-TipoRicevuta nor a ricevuta element", decision="D20")
+        return
+    if value not in TIPI_RICEVUTA:
+        yield failed("ENV-10", "X-TipoRicevuta value not completa, breve or sintetica",
+                     expected=" | ".join(TIPI_RICEVUTA), actual=value)
+    elif ricevuta is not None and ricevuta != value:
+        yield failed("ENV-16", "X-TipoRicevuta and daticert ricevuta disagree", expected=value, actual=ricevuta)
+    else:
+        yield passed(("ENV-10", "ENV-16"), f"X-TipoRicevuta: {value}")
+
+
+@check("headers.sender", ["ENV-06"], needs_body=False)
+def check_sender(msg: ParsedMessage, ctx: ValidationContext):
+    """Sender, when present on an envelope, equals From."""
+    if msg.kind is not Kind.BUSTA_TRASPORTO:
+        return
+    sender = msg.header("sender")
+    if sender is None:
+        return
+    if parseaddr(sender)[1].lower() != parseaddr(msg.header("from") or "")[1].lower():
+        yield failed("ENV-06", "Sender differs from From", expected=msg.header("from"), actual=sender,
+                     decision="D13")
+    else:
+        yield passed("ENV-06", "Sender equals From", decision="D13")
+
+
+@check("headers.bcc", ["GEN-03", "ACC-08"], needs_body=False)
+def check_bcc(msg: ParsedMessage, ctx: ValidationContext):
+    """No Bcc addresses in a PEC message or in the original it carries."""
+    if not _pec(msg.kind):
+        return
+    leaks = [v for v in msg.header_all("bcc") if v.strip()]
+    if msg.postacert is not None and msg.kind is not Kind.BUSTA_ANOMALIA:
+        try:
+            leaks += [v for v in read_original(msg.postacert).headers.get_all("bcc") or [] if str(v).strip()]
+        except MimeError:
+            pass
+    if leaks:
+        yield failed(("ACC-08", "GEN-03"), "a Bcc header with addresses travels in PEC",
+                     expected="no Bcc value", actual="; ".join(str(v) for v in leaks))
+
+
+def _inner_headers(msg: ParsedMessage):
+    if msg.postacert is None:
+        return None
+    try:
+        return read_original(msg.postacert).headers
+    except MimeError:
+        return None
+
+
+@check("headers.inherited", ["ENV-01", "ENV-07", "ANO-03", "ANO-08", "ACC-16", "CON-23"], needs_body=False)
+def check_inherited(msg: ParsedMessage, ctx: ValidationContext):
+    """Envelopes copy To, Cc (and Reply-To) from the message they carry; the carried original's Message-ID
+    is the PEC identifier with the client one kept in X-Riferimento-Message-ID."""
+    inner = _inner_headers(msg)
+    if inner is None or msg.kind not in (*_ENVELOPES, Kind.CONSEGNA_COMPLETA):
+        return
+    d = msg.daticert
+    if msg.kind in _ENVELOPES:
+        req = "ENV-01" if msg.kind is Kind.BUSTA_TRASPORTO else "ANO-03"
+        for name in ("to", "cc"):
+            outer = sorted(a.lower() for _, a in getaddresses(msg.header_all(name)) if a)
+            carried = sorted(a.lower() for _, a in getaddresses([str(v) for v in inner.get_all(name) or []]) if a)
+            if outer != carried:
+                yield failed(req, f"{name.title()} differs from the carried message", expected=", ".join(carried),
+                             actual=", ".join(outer))
+            else:
+                yield passed(req, f"{name.title()} inherited unchanged")
+        reply_to = msg.header("reply-to")
+        inner_reply = inner.get("reply-to")
+        inner_from = parseaddr(str(inner.get("from") or ""))[1]
+        rreq = "ENV-07" if msg.kind is Kind.BUSTA_TRASPORTO else "ANO-08"
+        if inner_reply:
+            ok = reply_to is not None and _norm(reply_to) == _norm(str(inner_reply))
+            expected = str(inner_reply)
+        else:
+            ok = reply_to is not None and parseaddr(reply_to)[1].lower() in (
+                inner_from.lower(), (d.mittente.lower() if d else ""))
+            expected = inner_from
+        if ok:
+            yield passed(rreq, "Reply-To as the rules say")
+        else:
+            yield failed(rreq, "Reply-To is not the original one nor, when absent, the original sender",
+                         expected=expected, actual=reply_to or "missing", decision="D23")
+        if msg.kind is Kind.BUSTA_ANOMALIA:
+            outer_id, inner_id = msg.header("message-id"), inner.get("message-id")
+            if inner_id and _norm(outer_id) != _norm(str(inner_id)):
+                yield failed("ANO-03", "anomaly Message-ID is not the received message's",
+                             expected=str(inner_id), actual=outer_id or "missing")
+            return
+    if d is None:
+        return
+    req = "ACC-16" if msg.kind is Kind.BUSTA_TRASPORTO else "CON-23"
+    inner_id = _norm(str(inner.get("message-id") or ""))
+    if inner_id.strip("<>") != d.identificativo.strip("<>"):
+        yield failed(req, "the carried original's Message-ID is not the PEC identifier",
+                     expected=f"<{d.identificativo}>", actual=inner_id or "missing")
+    else:
+        yield passed(req, "carried original's Message-ID replaced by the PEC identifier")
+    inner_ref = inner.get(H_RIFERIMENTO)
+    if d.msgid and _norm(str(inner_ref or "")) != _norm(d.msgid):
+        yield failed(req, "the carried original lacks X-Riferimento-Message-ID with the client msgid",
+                     expected=d.msgid, actual=str(inner_ref) if inner_ref else "missing")

@@ -1,0 +1,217 @@
+"""S/MIME signature, signer certificate, trust and the providers index.
+
+SIG-01..12, SIG-15, SIG-19, RIC-05, RIC-06, IDX-10, IDX-14, ANO-12 and decision D16. Without a
+configured CA, CRL or index the trust checks are SKIP, never FAIL; the signature value and the
+content digest are always verified.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email.utils import parseaddr
+
+from cryptography.hazmat.primitives import serialization
+
+from ..pec import trust
+from ..pec.constants import Kind
+from ..pec.index import certificate_hash
+from ..pec.parse import ParsedMessage
+from ..pec.smime import PROTOCOLS, normalise_micalg
+from .findings import ValidationContext, check, errored, failed, info, passed, skipped, warned
+
+_STRONG = {"sha256", "sha384", "sha512"}
+
+
+def _pec(msg: ParsedMessage) -> bool:
+    return msg.kind not in (Kind.ORDINARY, Kind.UNKNOWN)
+
+
+def _req(msg: ParsedMessage) -> tuple[str, ...]:
+    return ("SIG-01", "ANO-12") if msg.kind is Kind.BUSTA_ANOMALIA else ("SIG-01",)
+
+
+@check("signature.present", ["SIG-01", "ANO-12", "SIG-19"], needs_body=False)
+def check_present(msg: ParsedMessage, ctx: ValidationContext):
+    """Every envelope and notice is an S/MIME multipart/signed with a detached PKCS#7 signature."""
+    if not _pec(msg) and msg.signed is None:
+        return
+    if msg.signed is None:
+        yield failed(_req(msg), "not an S/MIME multipart/signed message", expected="multipart/signed",
+                     actual=msg.root.content_type if msg.root else "unparsed")
+        return
+    protocol = (msg.signed.protocol or "").lower()
+    if protocol not in PROTOCOLS:
+        yield failed(("SIG-01", "SIG-19"), "multipart/signed protocol is not PKCS#7",
+                     expected=" | ".join(PROTOCOLS), actual=protocol or "missing", decision="D16")
+    elif protocol == PROTOCOLS[1]:
+        yield passed(("SIG-01", "SIG-19"), "legacy x-pkcs7-signature protocol, accepted", decision="D16")
+    else:
+        yield passed(("SIG-01", "SIG-19"), "multipart/signed with application/pkcs7-signature")
+    if msg.signed.signature_error:
+        yield failed(_req(msg), msg.signed.signature_error)
+
+
+@check("signature.cms", ["SIG-01", "SIG-02", "RIC-06", "ANO-12"], needs_body=False)
+def check_cms(msg: ParsedMessage, ctx: ValidationContext):
+    """The detached signature verifies over the exact signed bytes and the content digest matches."""
+    if msg.signature is None:
+        return
+    v = msg.signature.verification
+    req = _req(msg)
+    if not v.structure_ok:
+        yield failed(req, "the .p7s is not a readable CMS SignedData", actual="; ".join(v.errors) or "unreadable")
+        return
+    if v.signer_certificate is None:
+        yield failed("SIG-02", "the signer's certificate is not inside the CMS structure",
+                     expected="signer certificate in SignedData.certificates", actual="not found")
+    else:
+        yield passed("SIG-02", "signer certificate included")
+    if v.content_digest_matches is False:
+        yield failed((*req, "RIC-06"), "content digest mismatch: the signed part changed after signing",
+                     expected="messageDigest of the signed bytes", actual="; ".join(v.errors) or "mismatch")
+    elif v.signature_valid is False:
+        yield failed((*req, "RIC-06"), "signature value does not verify with the signer's key",
+                     actual="; ".join(v.errors) or "invalid")
+    elif v.signature_valid is None:
+        yield errored(req, "signature could not be checked", actual="; ".join(v.errors) or "unsupported")
+    else:
+        yield passed(req, "signature and content digest verify")
+        if msg.signature.canonicalised:
+            yield info("SIG-01", "stored with LF line ends: verified in canonical CRLF form")
+
+
+@check("signature.algorithms", ["SIG-19", "SIG-17"], needs_body=False)
+def check_algorithms(msg: ParsedMessage, ctx: ValidationContext):
+    """micalg tells the digest actually used; SHA-1 is legacy (WARN) under decision D16."""
+    if msg.signature is None or not msg.signature.verification.structure_ok:
+        return
+    v = msg.signature.verification
+    micalg = normalise_micalg(msg.signed.micalg)
+    if micalg is None:
+        yield failed("SIG-19", "micalg missing or unknown", expected=v.digest_algorithm,
+                     actual=msg.signed.micalg or "missing", decision="D16")
+    elif micalg != v.digest_algorithm:
+        yield failed("SIG-19", "micalg disagrees with the digest actually used", expected=v.digest_algorithm,
+                     actual=msg.signed.micalg, decision="D16")
+    else:
+        yield passed("SIG-19", f"micalg {msg.signed.micalg} agrees with the digest", decision="D16")
+    if v.digest_algorithm == "sha1":
+        yield warned("SIG-17", "SHA-1 digest: legacy (RFC 2633 via DM art. 6), allowed with a warning",
+                     expected="sha256 or stronger", actual="sha1", decision="D16")
+    elif v.digest_algorithm not in _STRONG:
+        yield failed("SIG-17", "digest algorithm is neither SHA-2 nor legacy SHA-1", actual=v.digest_algorithm,
+                     decision="D16")
+    else:
+        yield passed("SIG-17", f"digest {v.digest_algorithm}", decision="D16")
+
+
+def _record_for(msg: ParsedMessage, ctx: ValidationContext):
+    cert = msg.signature.verification.signer_certificate if msg.signature else None
+    if cert is None or ctx.index is None:
+        return cert, []
+    der = cert.public_bytes(serialization.Encoding.DER)
+    return cert, ctx.index.records_for_certificate(der)
+
+
+@check("signature.from-certificate", ["SIG-03"], needs_body=False)
+def check_from_certificate(msg: ParsedMessage, ctx: ValidationContext):
+    """The From address is the e-mail address of the signing certificate."""
+    cert = msg.signature.verification.signer_certificate if msg.signature else None
+    if cert is None or not _pec(msg):
+        return
+    address = parseaddr(msg.header("from") or "")[1].lower()
+    emails = [e.lower() for e in trust.certificate_emails(cert)]
+    if address not in emails:
+        yield failed("SIG-03", "From address is not the certificate's e-mail address",
+                     expected=" | ".join(emails) or "an rfc822Name in the certificate", actual=address)
+    else:
+        yield passed("SIG-03", "From matches the certificate")
+
+
+@check("signature.certificate-profile",
+       ["SIG-03", "SIG-04", "SIG-05", "SIG-06", "SIG-07", "SIG-08", "SIG-09", "SIG-10", "SIG-11", "SIG-12"],
+       needs_body=False)
+def check_certificate_profile(msg: ParsedMessage, ctx: ValidationContext):
+    """The signer certificate follows the provider profile of RFC 6109 section 5.5."""
+    cert, records = _record_for(msg, ctx)
+    if cert is None or not _pec(msg):
+        return
+    name = records[0].provider_name if records else None
+    issues = trust.certificate_profile_issues(cert, provider_name=name)
+    for issue in issues:
+        maker = failed if issue.severity == "FAIL" else warned
+        yield maker(issue.requirement, issue.message)
+    if not any(i.severity == "FAIL" for i in issues):
+        yield passed(("SIG-04", "SIG-07", "SIG-08", "SIG-09", "SIG-10", "SIG-11", "SIG-12"),
+                     "certificate follows the provider profile")
+    if name is None:
+        yield skipped("SIG-05", "provider name unknown without a providers index")
+
+
+@check("signature.validity", ["RIC-06"], needs_body=False)
+def check_validity(msg: ParsedMessage, ctx: ValidationContext):
+    """The signer certificate was valid at signing time (or now, when the signature has no time)."""
+    v = msg.signature.verification if msg.signature else None
+    if v is None or v.signer_certificate is None:
+        return
+    at = v.signing_time or ctx.now or datetime.now(UTC)
+    cert = v.signer_certificate
+    before, after = cert.not_valid_before_utc, cert.not_valid_after_utc
+    when = "signing time" if v.signing_time else "validation time"
+    if at < before:
+        yield failed("RIC-06", f"certificate not yet valid at {when}", expected=f"from {before.isoformat()}",
+                     actual=at.isoformat())
+    elif at > after:
+        yield failed("RIC-06", f"certificate expired at {when}", expected=f"until {after.isoformat()}",
+                     actual=at.isoformat())
+    else:
+        yield passed("RIC-06", f"certificate valid at {when}")
+
+
+@check("signature.trust", ["RIC-06"], needs_body=False)
+def check_trust(msg: ParsedMessage, ctx: ValidationContext):
+    """The signer chains to a configured CA and is not revoked by a configured CRL."""
+    v = msg.signature.verification if msg.signature else None
+    if v is None or v.signer_certificate is None:
+        return
+    if not ctx.ca_certificates:
+        yield skipped("RIC-06", "no CA configured: chain not checked")
+        return
+    at = v.signing_time or ctx.now or datetime.now(UTC)
+    result = trust.evaluate_trust(v.signer_certificate, at=at, ca_certificates=ctx.ca_certificates,
+                                  crls=ctx.crls)
+    if result.chain_valid is False:
+        yield failed("RIC-06", "certificate does not chain to a configured CA", actual="; ".join(result.reasons))
+    else:
+        yield passed("RIC-06", "certificate chains to a configured CA")
+    if result.revoked:
+        yield failed("RIC-06", "certificate revoked by the configured CRL", actual="; ".join(result.reasons))
+    elif result.revoked is None:
+        yield skipped("RIC-06", "no CRL configured: revocation not checked")
+    else:
+        yield passed("RIC-06", "certificate not revoked")
+
+
+@check("signature.index", ["RIC-05", "IDX-10", "SIG-05", "SIG-15", "IDX-14"], needs_body=False)
+def check_index(msg: ParsedMessage, ctx: ValidationContext):
+    """The signer is a provider of the index, and the From domain is one of its managed domains."""
+    cert, records = _record_for(msg, ctx)
+    if cert is None:
+        return
+    if ctx.index is None:
+        yield skipped(("RIC-05", "IDX-10"), "no providers index configured: origin not checked")
+        return
+    der = cert.public_bytes(serialization.Encoding.DER)
+    if not records:
+        yield failed(("RIC-05", "IDX-10"), "the signer certificate is not in the providers index",
+                     expected="a providerCertificate / providerCertificateHash of the index",
+                     actual=certificate_hash(der))
+        return
+    yield passed(("RIC-05", "IDX-10"), f"signer is {records[0].provider_name} in the index", decision="D4")
+    domain = parseaddr(msg.header("from") or "")[1].rpartition("@")[2].lower()
+    managed = {d.lower() for r in records for d in r.managed_domains}
+    if domain not in managed:
+        yield warned(("SIG-15", "IDX-14"), "From domain is not a managed domain of the signer's record",
+                     expected=" | ".join(sorted(managed)), actual=domain)
+    else:
+        yield passed("SIG-15", "From domain managed by the signer")

@@ -1,0 +1,202 @@
+"""MIME structure of PEC messages: FMT-01..06, FMT-25, the original inside or not, ANO-10."""
+
+from __future__ import annotations
+
+import re
+
+from ..pec.constants import (
+    DATICERT_NAME,
+    DATICERT_RFC_NAME,
+    ORIGINAL_FORBIDDEN,
+    ORIGINAL_REQUIRED,
+    POSTACERT_NAME,
+    TEXT_CHARSET,
+    Kind,
+)
+from ..pec.parse import ParsedMessage
+from .findings import ValidationContext, check, failed, info, passed, warned
+
+# Which requirement a missing or present original breaks, per kind (section 2.12 of the catalogue).
+ORIGINAL_REQ = {
+    Kind.BUSTA_TRASPORTO: "ENV-12",
+    Kind.CONSEGNA_COMPLETA: "CON-08",
+    Kind.CONSEGNA_BREVE: "CON-12",
+    Kind.BUSTA_ANOMALIA: "ANO-02",
+    Kind.NON_ACCETTAZIONE: "ACC-11",
+    Kind.NON_ACCETTAZIONE_VIRUS: "VIR-03",
+    Kind.RILEVAZIONE_VIRUS: "VIR-09",
+    Kind.CONSEGNA_SINTETICA: "CON-17",
+    Kind.PREAVVISO_12H: "TMO-10",
+    Kind.MANCATA_CONSEGNA_24H: "TMO-10",
+}
+
+
+@check("structure.mixed", ["FMT-01"])
+def check_mixed(msg: ParsedMessage, ctx: ValidationContext):
+    """The signed body is multipart/mixed whose first part is the human-readable text."""
+    body = msg.body
+    if body is None:
+        return
+    if body.content_type != "multipart/mixed":
+        yield failed("FMT-01", "the body under the signature is not multipart/mixed",
+                     expected="multipart/mixed", actual=body.content_type)
+        return
+    if not body.closed:
+        yield failed("FMT-01", "multipart/mixed has no closing boundary (truncated message?)")
+    first = body.children[0] if body.children else None
+    if first is None or first.maintype not in ("text", "multipart") or first.content_type == "message/rfc822":
+        yield failed("FMT-01", "the first part is not the human-readable text",
+                     expected="text/plain or multipart/alternative",
+                     actual=first.content_type if first else "no parts")
+    else:
+        yield passed("FMT-01", "multipart/mixed with the text first")
+
+
+@check("structure.text-part", ["FMT-03", "FMT-04", "FMT-25"])
+def check_text_part(msg: ParsedMessage, ctx: ValidationContext):
+    """Text part: ISO-8859-1 text/plain or multipart/alternative of text/plain and text/html."""
+    body = msg.body
+    if body is None or not body.children:
+        return
+    first = body.children[0]
+    if first.content_type == "multipart/alternative":
+        types = [c.content_type for c in first.children]
+        if sorted(types) != ["text/html", "text/plain"]:
+            yield failed("FMT-04", "multipart/alternative must hold exactly one text/plain and one text/html",
+                         expected="text/plain + text/html", actual=", ".join(types) or "nothing")
+        else:
+            yield passed("FMT-04", "multipart/alternative of text/plain and text/html")
+    elif first.content_type == "text/plain":
+        yield warned("FMT-25", "text is a single text/plain part; deployed providers send "
+                               "multipart/alternative (text/plain + text/html)",
+                     expected="multipart/alternative", actual="text/plain")
+    elif first.maintype == "text" or first.maintype == "multipart":
+        yield failed("FMT-03", "the text part is neither text/plain nor multipart/alternative",
+                     actual=first.content_type)
+        return
+    for leaf in msg.text_nodes:
+        if leaf.maintype != "text":
+            continue
+        charset = leaf.charset or "us-ascii"
+        if charset not in (TEXT_CHARSET, "latin1", "latin-1", "iso8859-1", "us-ascii"):
+            yield failed("FMT-03", f"{leaf.content_type} charset is not ISO-8859-1",
+                         expected=TEXT_CHARSET, actual=charset)
+        else:
+            yield passed("FMT-03", f"{leaf.content_type} charset {charset}")
+        if leaf.transfer_encoding != "quoted-printable" or (leaf.disposition not in (None, "inline")):
+            yield warned("FMT-25", f"{leaf.content_type} is not quoted-printable and inline as deployed",
+                         expected="quoted-printable, inline",
+                         actual=f"{leaf.transfer_encoding}, {leaf.disposition or 'no disposition'}")
+
+
+_ACTIVE = re.compile(
+    r"<\s*(script|object|embed|applet|iframe|link|img|audio|video|source|style)\b"
+    r"|\bon[a-z]+\s*=|\bsrc\s*=|url\s*\(|cid:|javascript:|@import|\bhref\s*=\s*[\"']?(?!mailto:)",
+    re.IGNORECASE,
+)
+
+
+@check("structure.html-content", ["FMT-04"])
+def check_html(msg: ParsedMessage, ctx: ValidationContext):
+    """The HTML text references no resource and has no active content."""
+    if msg.text_html is None:
+        return
+    m = _ACTIVE.search(msg.text_html)
+    if m:
+        yield failed("FMT-04", "the HTML text references a resource or holds active content",
+                     expected="no scripts, objects, event handlers or external/cid: references",
+                     actual=m.group(0)[:60])
+    else:
+        yield passed("FMT-04", "the HTML text is self-contained and passive")
+
+
+@check("structure.seven-bit", ["FMT-02"])
+def check_seven_bit(msg: ParsedMessage, ctx: ValidationContext):
+    """Every generated part with octets above 127 is quoted-printable or base64."""
+    if msg.body is None:
+        return
+    bad = []
+    for leaf in msg.body.leaves():
+        if leaf is msg.postacert_node:
+            continue  # the original travels unmodified (ENV-12); its encoding is the client's
+        if leaf.transfer_encoding not in ("base64", "quoted-printable") and any(b > 127 for b in leaf.body):
+            bad.append(f"{leaf.content_type} ({leaf.transfer_encoding})")
+    if bad:
+        yield failed("FMT-02", "parts with 8-bit octets are not transfer-encoded", expected="quoted-printable or "
+                     "base64", actual="; ".join(bad))
+    else:
+        yield passed("FMT-02", "every generated part is 7-bit safe")
+
+
+@check("structure.daticert-part", ["FMT-06", "ANO-10"], needs_body=True)
+def check_daticert_part(msg: ParsedMessage, ctx: ValidationContext):
+    """The certification data travel as application/xml named daticert.xml (none in the anomaly envelope)."""
+    node = msg.daticert_node
+    if msg.kind is Kind.BUSTA_ANOMALIA:
+        if node is not None:
+            yield failed("ANO-10", "the anomaly envelope carries an XML part", expected="no daticert",
+                         actual=node.filename or node.name or node.content_type)
+        return
+    if msg.kind in (Kind.ORDINARY, Kind.UNKNOWN):
+        return
+    if node is None:
+        yield failed("FMT-06", "no certification-data part", expected=DATICERT_NAME, actual="missing",
+                     decision="D1")
+        return
+    names = {(node.filename or "").lower(), (node.name or "").lower()} - {""}
+    if DATICERT_NAME in names:
+        yield passed("FMT-06", "daticert.xml present", decision="D1")
+    elif DATICERT_RFC_NAME in names:
+        yield warned("FMT-06", "certification data named certdata.xml (the RFC's English name)",
+                     expected=DATICERT_NAME, actual=DATICERT_RFC_NAME, decision="D1")
+    else:
+        yield failed("FMT-06", "the XML part is not named daticert.xml", expected=DATICERT_NAME,
+                     actual=", ".join(sorted(names)) or "no name", decision="D1")
+    if node.content_type != "application/xml":
+        yield warned("FMT-06", "certification data not typed application/xml", expected="application/xml",
+                     actual=node.content_type)
+
+
+@check("structure.original", ["ENV-12", "CON-08", "CON-12", "CON-17", "ANO-02", "ACC-11", "VIR-03",
+                              "VIR-09", "TMO-10", "FMT-05"])
+def check_original(msg: ParsedMessage, ctx: ValidationContext):
+    """The original message is attached where the kind requires it and absent where it forbids it."""
+    node = msg.postacert_node
+    kind = msg.kind
+    req = ORIGINAL_REQ.get(kind)
+    if kind in ORIGINAL_REQUIRED:
+        if node is None:
+            yield failed(req, f"{kind} must carry the original message as postacert.eml",
+                         expected="message/rfc822 postacert.eml", actual="missing")
+            return
+        yield passed(req, "the original message is attached")
+        names = {(node.filename or "").lower(), (node.name or "").lower()} - {""}
+        if node.content_type != "message/rfc822":
+            yield failed("FMT-05", "the original is not a message/rfc822 part", expected="message/rfc822",
+                         actual=node.content_type)
+        elif kind is not Kind.BUSTA_ANOMALIA and POSTACERT_NAME not in names:
+            yield failed("FMT-05", "the original part is not named postacert.eml", expected=POSTACERT_NAME,
+                         actual=", ".join(sorted(names)) or "no name")
+        else:
+            yield passed("FMT-05", "original attached as message/rfc822")
+    elif kind in ORIGINAL_FORBIDDEN and node is not None:
+        yield failed(req, f"{kind} must not include the original message", expected="no postacert.eml",
+                     actual=node.filename or node.name or node.content_type)
+    elif kind in ORIGINAL_FORBIDDEN:
+        yield passed(req, "no original message, as required")
+    elif node is not None and kind not in (Kind.ORDINARY, Kind.UNKNOWN):
+        yield info("FMT-05", f"{kind} carries the original message (neither required nor forbidden)",
+                   decision="D9")
+
+
+@check("structure.anomaly-parts", ["ANO-10"])
+def check_anomaly_parts(msg: ParsedMessage, ctx: ValidationContext):
+    """The anomaly envelope holds only the text and the received message."""
+    if msg.kind is not Kind.BUSTA_ANOMALIA or msg.body is None:
+        return
+    extra = [c.content_type for c in msg.body.children[1:] if c is not msg.postacert_node]
+    if extra:
+        yield failed("ANO-10", "the anomaly envelope carries parts besides the text and the received message",
+                     expected="text + message/rfc822", actual=", ".join(extra))
+    else:
+        yield passed("ANO-10", "only the text and the received message")

@@ -1,0 +1,81 @@
+"""The validator: `check(message_bytes, context) -> findings`, pure.
+
+Runs every registered check over one parsed message. A check that crashes on hostile input
+becomes an ERROR finding; nothing escapes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from ..catalogue import load_catalogue
+from ..pec.constants import MAX_MESSAGE_BYTES, Kind
+from ..pec.parse import ParsedMessage, parse_message
+from . import certdata, consistency, headers, receipts, signature, structure  # noqa: F401  (registration)
+from .findings import REGISTRY, Finding, ValidationContext, Verdict, errored
+
+# Requirement cited when the harness cannot read a message at all.
+_PROBLEM_REQ = {"size": ("LIM-02",), "mime": ("FMT-01",), "signature": ("SIG-01",), "text": ("FMT-03",),
+                "postacert": ("FMT-05",), "daticert": ("FMT-07",)}
+
+
+@dataclass
+class ValidationResult:
+    kind: Kind
+    findings: list[Finding] = field(default_factory=list)
+    message: ParsedMessage | None = None
+
+    def count(self, verdict: Verdict) -> int:
+        return sum(1 for f in self.findings if f.verdict is verdict)
+
+    @property
+    def failed(self) -> bool:
+        return any(f.verdict is Verdict.FAIL for f in self.findings)
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": str(self.kind),
+            "summary": {str(v): self.count(v) for v in Verdict if self.count(v)},
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+def _level(requirements: tuple[str, ...]) -> str:
+    catalogue = load_catalogue()
+    for rid in requirements:
+        if rid in catalogue:
+            return catalogue.get(rid).level
+    return ""
+
+
+def validate_parsed(msg: ParsedMessage, context: ValidationContext | None = None) -> ValidationResult:
+    ctx = context or ValidationContext()
+    result = ValidationResult(kind=msg.kind, message=msg)
+    for problem in msg.problems:
+        if problem.fatal or problem.what in ("signature",):
+            result.findings.append(
+                replace(errored(_PROBLEM_REQ.get(problem.what, ("FMT-01",)),
+                                f"message not judged: {problem.message}" if problem.fatal else problem.message),
+                        check=f"parse.{problem.what}")
+            )
+    if msg.fatal:
+        result.findings = [replace(f, level=_level(f.requirements)) for f in result.findings]
+        return result
+    for spec in REGISTRY:
+        try:
+            for finding in spec.func(msg, ctx):
+                result.findings.append(replace(finding, check=spec.name, level=_level(finding.requirements)))
+        except Exception as exc:  # a check must never take the validator down with it
+            result.findings.append(
+                replace(errored(spec.requirements[:1], f"check crashed: {exc!r}"), check=spec.name,
+                        level=_level(spec.requirements[:1]))
+            )
+    return result
+
+
+def check(message_bytes: bytes, context: ValidationContext | None = None) -> ValidationResult:
+    """Judge one captured message; every finding cites the requirement(s) it checks."""
+    return validate_parsed(parse_message(message_bytes), context)
+
+
+__all__ = ["MAX_MESSAGE_BYTES", "ValidationResult", "check", "validate_parsed"]

@@ -1,0 +1,481 @@
+"""CMS SignedData (RFC 5652) signing and verification, sans-I/O.
+
+cryptography 50 signs PKCS#7 but cannot verify it and refuses SHA-1, so both directions are built
+on asn1crypto here: one code path for every digest, a chosen signingTime, and verification that
+never raises on hostile input (PITFALLS.md, "S/MIME signatures").
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from asn1crypto import algos as asn1_algos
+from asn1crypto import cms as asn1_cms
+from asn1crypto import core as asn1_core
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
+
+__all__ = [
+    "DIGEST_NAMES",
+    "MAX_CMS_SIZE",
+    "CmsVerification",
+    "sign_attached",
+    "sign_detached",
+    "verify_cms",
+]
+
+# Digests we emit; SHA-1 only for legacy-peer scenarios (decision D16).
+DIGEST_NAMES = {"sha1", "sha256", "sha384", "sha512"}
+
+# Refuse larger inputs before parsing: bounds memory and time on hostile data.
+MAX_CMS_SIZE = 16 * 1024 * 1024
+
+# Digests we accept when verifying (a peer may use any of these).
+_VERIFY_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "sha1": hashes.SHA1,
+    "sha224": hashes.SHA224,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+    "sha3_224": hashes.SHA3_224,
+    "sha3_256": hashes.SHA3_256,
+    "sha3_384": hashes.SHA3_384,
+    "sha3_512": hashes.SHA3_512,
+}
+
+
+@dataclass
+class CmsVerification:
+    """Outcome of :func:`verify_cms`; every field is filled even when parsing fails."""
+
+    structure_ok: bool = False
+    signature_valid: bool | None = None
+    content_digest_matches: bool | None = None
+    digest_algorithm: str | None = None
+    signature_algorithm: str | None = None
+    signer_certificate: x509.Certificate | None = None
+    certificates: list[x509.Certificate] = field(default_factory=list)
+    signing_time: datetime | None = None
+    encapsulated_content: bytes | None = None
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.structure_ok
+            and self.signature_valid is True
+            and self.content_digest_matches is not False
+        )
+
+
+# --------------------------------------------------------------------------- signing
+
+
+def _digest(name: str, data: bytes) -> bytes:
+    return hashlib.new(name, data).digest()
+
+
+def _asn1_time(moment: datetime) -> asn1_cms.Time:
+    moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    # RFC 5652 §11.3: UTCTime for 1950-2049, GeneralizedTime otherwise.
+    if 1950 <= moment.year < 2050:
+        return asn1_cms.Time({"utc_time": moment.replace(microsecond=0)})
+    return asn1_cms.Time({"general_time": moment.replace(microsecond=0)})
+
+
+def _signature_parts(key: object, digest: str, data: bytes) -> tuple[str, bytes]:
+    """Sign `data` with `key`; return the asn1crypto signature algorithm name and the value."""
+    hash_algo = _VERIFY_HASHES[digest]()
+    if isinstance(key, rsa.RSAPrivateKey):
+        # rsaEncryption as the SignerInfo algorithm, as OpenSSL and most MUAs emit.
+        return "rsassa_pkcs1v15", key.sign(data, padding.PKCS1v15(), hash_algo)
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return f"{digest}_ecdsa", key.sign(data, ec.ECDSA(hash_algo))
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return "ed25519", key.sign(data)
+    raise TypeError(f"unsupported signing key type: {type(key).__name__}")
+
+
+def _build_signed_data(
+    content: bytes,
+    key: object,
+    certificate: x509.Certificate,
+    *,
+    digest: str,
+    attached: bool,
+    extra_certificates: Sequence[x509.Certificate] = (),
+    signing_time: datetime | None = None,
+) -> bytes:
+    digest = digest.lower().replace("-", "")
+    if digest not in DIGEST_NAMES:
+        raise ValueError(f"unsupported digest {digest!r}; choose one of {sorted(DIGEST_NAMES)}")
+    if not isinstance(content, bytes | bytearray | memoryview):
+        raise TypeError("content must be bytes")
+    content = bytes(content)
+    when = signing_time if signing_time is not None else datetime.now(UTC)
+
+    signer_cert = asn1_x509.Certificate.load(certificate.public_bytes(serialization.Encoding.DER))
+    certs = [signer_cert]
+    for extra in extra_certificates:
+        certs.append(asn1_x509.Certificate.load(extra.public_bytes(serialization.Encoding.DER)))
+
+    signed_attrs = asn1_cms.CMSAttributes(
+        [
+            asn1_cms.CMSAttribute({"type": "content_type", "values": ["data"]}),
+            asn1_cms.CMSAttribute({"type": "signing_time", "values": [_asn1_time(when)]}),
+            asn1_cms.CMSAttribute(
+                {"type": "message_digest", "values": [_digest(digest, content)]}
+            ),
+            asn1_cms.CMSAttribute(
+                {
+                    "type": "smime_capabilities",
+                    "values": [
+                        [
+                            {"capability_id": "aes256_cbc"},
+                            {"capability_id": "aes192_cbc"},
+                            {"capability_id": "aes128_cbc"},
+                        ]
+                    ],
+                }
+            ),
+        ]
+    )
+    # The signature covers the attributes DER-encoded as a SET OF (tag 0x31), not as [0].
+    to_sign = signed_attrs.dump(force=True)
+    sig_algo, signature = _signature_parts(key, digest, to_sign)
+
+    digest_algorithm = asn1_algos.DigestAlgorithm({"algorithm": digest})
+    signer_info = asn1_cms.SignerInfo(
+        {
+            "version": "v1",
+            "sid": asn1_cms.SignerIdentifier(
+                {
+                    "issuer_and_serial_number": asn1_cms.IssuerAndSerialNumber(
+                        {"issuer": signer_cert.issuer, "serial_number": signer_cert.serial_number}
+                    )
+                }
+            ),
+            "digest_algorithm": digest_algorithm,
+            "signed_attrs": signed_attrs,
+            "signature_algorithm": asn1_algos.SignedDigestAlgorithm({"algorithm": sig_algo}),
+            "signature": signature,
+        }
+    )
+    encap: dict[str, object] = {"content_type": "data"}
+    if attached:
+        encap["content"] = content
+    signed_data = asn1_cms.SignedData(
+        {
+            "version": "v1",
+            "digest_algorithms": [digest_algorithm],
+            "encap_content_info": encap,
+            "certificates": certs,
+            "signer_infos": [signer_info],
+        }
+    )
+    return asn1_cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
+
+
+def sign_detached(
+    content: bytes,
+    key: object,
+    certificate: x509.Certificate,
+    *,
+    digest: str = "sha256",
+    extra_certificates: Sequence[x509.Certificate] = (),
+    signing_time: datetime | None = None,
+) -> bytes:
+    """Detached CMS SignedData (DER) over exactly `content` (no line-end rewriting)."""
+    return _build_signed_data(
+        content,
+        key,
+        certificate,
+        digest=digest,
+        attached=False,
+        extra_certificates=extra_certificates,
+        signing_time=signing_time,
+    )
+
+
+def sign_attached(
+    content: bytes,
+    key: object,
+    certificate: x509.Certificate,
+    *,
+    digest: str = "sha256",
+    extra_certificates: Sequence[x509.Certificate] = (),
+    signing_time: datetime | None = None,
+) -> bytes:
+    """CMS SignedData (DER) with encapsulated content: the signed ``.p7m`` form."""
+    return _build_signed_data(
+        content,
+        key,
+        certificate,
+        digest=digest,
+        attached=True,
+        extra_certificates=extra_certificates,
+        signing_time=signing_time,
+    )
+
+
+# --------------------------------------------------------------------------- verification
+
+
+def _load_certificates(signed_data: asn1_cms.SignedData, result: CmsVerification) -> list[tuple]:
+    """Return (cryptography cert, asn1crypto cert) pairs; skip what cannot be parsed."""
+    pairs: list[tuple] = []
+    certs = signed_data["certificates"]
+    if certs is None or isinstance(certs, asn1_core.Void):
+        return pairs
+    for choice in certs:
+        if choice.name != "certificate":
+            continue  # attribute / other certificate formats are not used by S/MIME signers
+        try:
+            asn1_cert = choice.chosen
+            der = asn1_cert.dump()
+            pairs.append((x509.load_der_x509_certificate(der), asn1_cert))
+        except Exception as exc:  # one bad certificate must not hide the others
+            result.errors.append(f"unparsable certificate in SignedData: {exc}")
+    return pairs
+
+
+def _find_signer(sid: asn1_cms.SignerIdentifier, pairs: list[tuple]) -> x509.Certificate | None:
+    if sid.name == "issuer_and_serial_number":
+        issuer = sid.chosen["issuer"]
+        serial = sid.chosen["serial_number"].native
+        for crypto_cert, asn1_cert in pairs:
+            tbs = asn1_cert["tbs_certificate"]
+            if tbs["serial_number"].native != serial:
+                continue
+            # asn1crypto compares names after RFC 5280 string preparation; bytes as a fallback.
+            if tbs["issuer"] == issuer or tbs["issuer"].dump() == issuer.dump():
+                return crypto_cert
+        return None
+    if sid.name == "subject_key_identifier":
+        wanted = sid.chosen.native
+        for crypto_cert, _ in pairs:
+            try:
+                ski = crypto_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+            except Exception:
+                continue
+            if ski.value.digest == wanted:
+                return crypto_cert
+    return None
+
+
+def _normalise_digest(name: str) -> str:
+    # asn1crypto already names digests "sha1", "sha256", "sha3_256"...; only fold case.
+    return str(name).lower()
+
+
+def _encapsulated_content(signed_data: asn1_cms.SignedData) -> bytes | None:
+    eci = signed_data["encap_content_info"]
+    value = eci["content"]
+    if value is None or isinstance(value, asn1_core.Void):
+        return None
+    if isinstance(value, asn1_core.OctetString | asn1_core.ParsableOctetString):
+        # __bytes__ merges BER constructed chunks into the octets that were signed.
+        return bytes(value)
+    return value.contents
+
+
+def _verify_signature(
+    public_key: object,
+    algorithm: asn1_algos.SignedDigestAlgorithm,
+    sig_name: str,
+    digest_name: str,
+    signature: bytes,
+    data: bytes,
+) -> None:
+    """Raise InvalidSignature when the signature is wrong, ValueError when it cannot be checked."""
+    # A signature OID naming its own hash (sha256WithRSAEncryption) wins over digestAlgorithm.
+    try:
+        hash_name = algorithm.hash_algo
+    except ValueError:
+        hash_name = digest_name
+    if sig_name in ("ed25519", "ed448"):
+        hash_name = digest_name
+    hash_name = _normalise_digest(hash_name)
+    if hash_name not in _VERIFY_HASHES and sig_name not in ("ed25519", "ed448"):
+        raise ValueError(f"unsupported signature hash {hash_name}")
+
+    if sig_name == "rsassa_pkcs1v15":
+        if not isinstance(public_key, rsa.RSAPublicKey):
+            raise ValueError("RSA signature but the signer key is not RSA")
+        public_key.verify(signature, data, padding.PKCS1v15(), _VERIFY_HASHES[hash_name]())
+    elif sig_name == "rsassa_pss":
+        if not isinstance(public_key, rsa.RSAPublicKey):
+            raise ValueError("RSA-PSS signature but the signer key is not RSA")
+        params = algorithm["parameters"]
+        mgf = params["mask_gen_algorithm"]
+        mgf_hash = hash_name
+        if mgf["algorithm"].native == "mgf1" and mgf["parameters"] is not None:
+            mgf_hash = _normalise_digest(mgf["parameters"]["algorithm"].native)
+        if mgf_hash not in _VERIFY_HASHES:
+            raise ValueError(f"unsupported PSS MGF1 hash {mgf_hash}")
+        salt = params["salt_length"].native
+        public_key.verify(
+            signature,
+            data,
+            padding.PSS(mgf=padding.MGF1(_VERIFY_HASHES[mgf_hash]()), salt_length=int(salt)),
+            _VERIFY_HASHES[hash_name](),
+        )
+    elif sig_name == "ecdsa":
+        if not isinstance(public_key, ec.EllipticCurvePublicKey):
+            raise ValueError("ECDSA signature but the signer key is not EC")
+        public_key.verify(signature, data, ec.ECDSA(_VERIFY_HASHES[hash_name]()))
+    elif sig_name == "dsa":
+        if not isinstance(public_key, dsa.DSAPublicKey):
+            raise ValueError("DSA signature but the signer key is not DSA")
+        public_key.verify(signature, data, _VERIFY_HASHES[hash_name]())
+    elif sig_name == "ed25519":
+        if not isinstance(public_key, ed25519.Ed25519PublicKey):
+            raise ValueError("Ed25519 signature but the signer key is not Ed25519")
+        public_key.verify(signature, data)
+    elif sig_name == "ed448":
+        if not isinstance(public_key, ed448.Ed448PublicKey):
+            raise ValueError("Ed448 signature but the signer key is not Ed448")
+        public_key.verify(signature, data)
+    else:
+        raise ValueError(f"unsupported signature algorithm {sig_name}")
+
+
+def _verify_into(der: bytes, detached_content: bytes | None, result: CmsVerification) -> None:
+    content_info = asn1_cms.ContentInfo.load(der)
+    if len(content_info.dump()) != len(der):
+        # Some stored .p7m files end with a newline; note it, do not refuse the signature.
+        result.errors.append(f"{len(der) - len(content_info.dump())} bytes of trailing data after the DER")
+    if content_info["content_type"].native != "signed_data":
+        result.errors.append(f"ContentInfo carries {content_info['content_type'].native}, not signedData")
+        return
+    signed_data = content_info["content"]
+    signer_infos = signed_data["signer_infos"]
+    pairs = _load_certificates(signed_data, result)
+    result.certificates = [pair[0] for pair in pairs]
+    result.encapsulated_content = _encapsulated_content(signed_data)
+    econtent_type = signed_data["encap_content_info"]["content_type"].native
+
+    if len(signer_infos) != 1:
+        result.errors.append(f"expected exactly one SignerInfo, found {len(signer_infos)}")
+        return
+    result.structure_ok = True
+    signer_info = signer_infos[0]
+
+    digest_name = _normalise_digest(signer_info["digest_algorithm"]["algorithm"].native)
+    result.digest_algorithm = digest_name
+    sig_algorithm = signer_info["signature_algorithm"]
+    try:
+        sig_name = sig_algorithm.signature_algo
+    except ValueError:
+        sig_name = None
+        result.errors.append(f"unknown signature algorithm {sig_algorithm['algorithm'].dotted}")
+    result.signature_algorithm = sig_name
+
+    result.signer_certificate = _find_signer(signer_info["sid"], pairs)
+    if result.signer_certificate is None:
+        result.errors.append("signer certificate not found in the SignedData")
+
+    content = detached_content if detached_content is not None else result.encapsulated_content
+    if (
+        detached_content is not None
+        and result.encapsulated_content is not None
+        and detached_content != result.encapsulated_content
+    ):
+        result.errors.append("detached content given but differs from the encapsulated content")
+
+    digest_supported = digest_name in _VERIFY_HASHES
+    if not digest_supported:
+        result.errors.append(f"unsupported digest algorithm {digest_name}")
+
+    signed_attrs = signer_info["signed_attrs"]
+    has_signed_attrs = not isinstance(signed_attrs, asn1_core.Void) and len(signed_attrs) > 0
+    if has_signed_attrs:
+        digests: list[bytes] = []
+        content_types: list[str] = []
+        for attribute in signed_attrs:
+            name = attribute["type"].native
+            values = attribute["values"]
+            if name == "message_digest":
+                digests.extend(value.native for value in values)
+            elif name == "content_type":
+                content_types.extend(value.native for value in values)
+            elif name == "signing_time" and len(values) == 1:
+                result.signing_time = values[0].native.astimezone(UTC)
+        if not content_types:
+            result.errors.append("signed attributes lack contentType (RFC 5652 §5.3)")
+        elif content_types != [econtent_type]:
+            result.errors.append("contentType attribute differs from the encapsulated content type")
+        if len(digests) != 1:
+            result.errors.append(f"expected one messageDigest attribute value, found {len(digests)}")
+            result.content_digest_matches = False
+        elif content is None:
+            result.errors.append("no content to check the messageDigest against (detached signature)")
+            result.content_digest_matches = False
+        elif digest_supported:
+            result.content_digest_matches = hashlib.new(digest_name, content).digest() == digests[0]
+            if not result.content_digest_matches:
+                result.errors.append("content digest mismatch")
+        # The stored form is [0] IMPLICIT; the signature covers the same octets tagged as SET.
+        raw = bytearray(signed_attrs.dump())
+        raw[0] = 0x31
+        signed_bytes: bytes | None = bytes(raw)
+    else:
+        signed_bytes = content
+        if content is None:
+            result.errors.append("no signed attributes and no content: signature cannot be checked")
+
+    if result.signer_certificate is None or sig_name is None or signed_bytes is None:
+        return
+    if not digest_supported and sig_name not in ("ed25519", "ed448"):
+        return
+    try:
+        _verify_signature(
+            result.signer_certificate.public_key(),
+            sig_algorithm,
+            sig_name,
+            digest_name,
+            signer_info["signature"].native,
+            signed_bytes,
+        )
+        result.signature_valid = True
+    except InvalidSignature:
+        result.signature_valid = False
+        result.errors.append("signature value does not verify with the signer certificate")
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        result.errors.append(f"signature cannot be checked: {exc}")
+
+
+def verify_cms(der: bytes, detached_content: bytes | None = None) -> CmsVerification:
+    """Verify a DER CMS SignedData; never raises, reports problems in ``errors``."""
+    result = CmsVerification()
+    try:
+        if not isinstance(der, bytes | bytearray | memoryview):
+            result.errors.append("CMS input is not bytes")
+            return result
+        der = bytes(der)
+        if len(der) > MAX_CMS_SIZE:
+            result.errors.append(f"CMS structure larger than {MAX_CMS_SIZE} bytes refused")
+            return result
+        if not der:
+            result.errors.append("empty CMS input")
+            return result
+        if detached_content is not None:
+            detached_content = bytes(detached_content)
+        _verify_into(der, detached_content, result)
+    except RecursionError:
+        result.structure_ok = False
+        result.errors.append("CMS structure nested too deeply")
+    except Exception as exc:  # hostile DER: asn1crypto raises many types lazily
+        result.structure_ok = False
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "insufficient data" in message.lower() or "truncat" in message.lower():
+            result.errors.append(f"truncated DER: {message}")
+        else:
+            result.errors.append(f"malformed CMS/DER: {message}")
+    return result

@@ -1,0 +1,292 @@
+"""Byte-exact MIME assembly and walking.
+
+PEC signs the first part of a multipart/signed exactly as it stands on the wire, and requires the
+original message to travel unmodified inside postacert.eml. The stdlib generators refold headers
+and re-encode parts, so entities are assembled and cut here from raw bytes; the stdlib parser is
+only used to read header fields.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import quopri
+import re
+import secrets
+from dataclasses import dataclass, field
+from email.header import Header, decode_header, make_header
+from email.message import Message
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+
+from .constants import MAX_HEADER_LINE, MAX_MIME_DEPTH
+
+CRLF = b"\r\n"
+_HEADER_PARSER = BytesHeaderParser(policy=compat32)
+MAX_PARTS = 2000
+
+
+class MimeError(ValueError):
+    """The bytes break a bound of the walker (depth, header length, part count)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Assembly
+
+
+def new_boundary(tag: str = "pec") -> str:
+    return f"----=_{tag}_{secrets.token_hex(12)}"
+
+
+def encode_header_value(value: str, name: str = "Subject") -> str:
+    """RFC 2047-encode a header value when it is not plain ASCII (already folded with CRLF)."""
+    try:
+        value.encode("ascii")
+        return value
+    except UnicodeEncodeError:
+        return Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+
+
+def fold(name: str, value: str) -> bytes:
+    """One header field, folded at ', ' or spaces so that lines stay under 78 characters when possible."""
+    line = f"{name}: {value}"
+    if len(line) <= 78 or "\r\n" in value:
+        return line.encode("ascii", "surrogateescape") + CRLF
+    out: list[str] = []
+    current = f"{name}:"
+    for token in re.split(r"(?<=,) |(?<=[^,]) ", value):
+        if len(current) + 1 + len(token) > 78 and current.strip() != f"{name}:":
+            out.append(current)
+            current = " " + token
+        else:
+            current = f"{current} {token}"
+    out.append(current)
+    return "\r\n".join(out).encode("ascii", "surrogateescape") + CRLF
+
+
+def headers_bytes(fields: list[tuple[str, str]]) -> bytes:
+    return b"".join(fold(n, v) for n, v in fields)
+
+
+def entity(fields: list[tuple[str, str]], body: bytes) -> bytes:
+    """A MIME entity: header fields, blank line, body (which must already use CRLF)."""
+    return headers_bytes(fields) + CRLF + body
+
+
+def multipart(subtype: str, parts: list[bytes], *, boundary: str | None = None,
+              extra_fields: list[tuple[str, str]] = (), preamble: bytes = b"") -> bytes:
+    boundary = boundary or new_boundary(subtype[:3])
+    fields = [("Content-Type", f'multipart/{subtype}; boundary="{boundary}"'), *extra_fields]
+    body = preamble
+    for p in parts:
+        body += b"--" + boundary.encode() + CRLF + p
+        if not p.endswith(CRLF):
+            body += CRLF
+    body += b"--" + boundary.encode() + b"--" + CRLF
+    return entity(fields, body)
+
+
+def crlf(data: bytes) -> bytes:
+    """Canonical CRLF line ends (bare LF and bare CR become CRLF)."""
+    return re.sub(rb"\r\n|\r|\n", b"\r\n", data)
+
+
+def b64_body(data: bytes) -> bytes:
+    return crlf(base64.encodebytes(data))
+
+
+def qp_body(text: str, charset: str) -> bytes:
+    raw = crlf(text.encode(charset, "replace"))
+    return crlf(quopri.encodestring(raw.replace(b"\r\n", b"\n")))
+
+
+def text_part(text: str, subtype: str, charset: str) -> bytes:
+    return entity(
+        [
+            ("Content-Type", f'text/{subtype}; charset="{charset}"'),
+            ("Content-Transfer-Encoding", "quoted-printable"),
+            ("Content-Disposition", "inline"),
+        ],
+        qp_body(text, charset),
+    )
+
+
+def attachment_part(content_type: str, name: str, data: bytes, *, disposition: str = "inline",
+                    encoding: str = "base64") -> bytes:
+    if encoding == "base64":
+        body = b64_body(data)
+    else:
+        body = data if data.endswith(CRLF) else data + CRLF
+    return entity(
+        [
+            ("Content-Type", f'{content_type}; name="{name}"'),
+            ("Content-Transfer-Encoding", encoding),
+            ("Content-Disposition", f'{disposition}; filename="{name}"'),
+        ],
+        body,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Walking
+
+
+def split_entity(raw: bytes) -> tuple[bytes, bytes]:
+    """Split at the first empty line (CRLF or bare LF); returns (header block incl. its end, body)."""
+    m = re.search(rb"\r?\n\r?\n", raw)
+    if m is None:
+        return raw, b""
+    return raw[: m.end()], raw[m.end():]
+
+
+def header_lines_too_long(header_block: bytes) -> int:
+    """Length of the longest physical header line, to bound what the parser is fed."""
+    longest = 0
+    start = 0
+    while True:
+        nl = header_block.find(b"\n", start)
+        end = len(header_block) if nl < 0 else nl
+        longest = max(longest, end - start)
+        if nl < 0:
+            return longest
+        start = nl + 1
+
+
+def parse_headers(header_block: bytes) -> Message:
+    if header_lines_too_long(header_block) > MAX_HEADER_LINE:
+        raise MimeError(f"a header line is longer than {MAX_HEADER_LINE} bytes")
+    return _HEADER_PARSER.parsebytes(header_block)
+
+
+def decode_text(value: str | None) -> str:
+    """Decode RFC 2047 words of a header value; never raises."""
+    if value is None:
+        return ""
+    try:
+        return str(make_header(decode_header(str(value))))
+    except Exception:  # malformed encoded words: keep the raw text
+        return str(value)
+
+
+def split_multipart(body: bytes, boundary: str) -> tuple[list[tuple[int, int]], bool]:
+    """Offsets (start, end) of each body part inside `body`, and whether the close delimiter was found.
+
+    A part runs from just after its delimiter line to just before the line end that precedes the
+    next delimiter line (RFC 2046 section 5.1.1): exactly the bytes S/MIME signs.
+    """
+    delim = b"--" + boundary.encode("ascii", "replace")
+    pattern = re.compile(rb"(?:^|\r?\n)" + re.escape(delim) + rb"(--)?[ \t]*(?:\r?\n|$)")
+    spans: list[tuple[int, int]] = []
+    start: int | None = None
+    closed = False
+    for m in pattern.finditer(body):
+        if start is not None:
+            spans.append((start, m.start()))
+            if len(spans) > MAX_PARTS:
+                raise MimeError(f"more than {MAX_PARTS} MIME parts")
+        if m.group(1):
+            closed = True
+            break
+        start = m.end()
+    return spans, closed
+
+
+@dataclass
+class MimeNode:
+    """One MIME entity cut from raw bytes, with its parsed header fields."""
+
+    raw: bytes
+    headers: Message
+    body: bytes
+    depth: int
+    children: list[MimeNode] = field(default_factory=list)
+    closed: bool = True
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get_content_type()
+
+    @property
+    def maintype(self) -> str:
+        return self.headers.get_content_maintype()
+
+    def param(self, name: str, header: str = "content-type") -> str | None:
+        value = self.headers.get_param(name, header=header)
+        if value is None or value is False:
+            return None
+        if isinstance(value, tuple):  # RFC 2231
+            try:
+                return bytes(value[2], "latin-1").decode(value[0] or "ascii", "replace")
+            except (LookupError, TypeError):
+                return str(value[2])
+        return decode_text(value)
+
+    @property
+    def filename(self) -> str | None:
+        return self.param("filename", "content-disposition")
+
+    @property
+    def name(self) -> str | None:
+        return self.param("name")
+
+    @property
+    def disposition(self) -> str | None:
+        value = self.headers.get("content-disposition")
+        return str(value).split(";")[0].strip().lower() if value else None
+
+    @property
+    def transfer_encoding(self) -> str:
+        return str(self.headers.get("content-transfer-encoding", "7bit")).strip().lower()
+
+    @property
+    def charset(self) -> str | None:
+        cs = self.headers.get_content_charset()
+        return cs.lower() if cs else None
+
+    def decoded(self) -> bytes:
+        """Body with the transfer encoding removed; raises MimeError on broken base64."""
+        cte = self.transfer_encoding
+        if cte == "base64":
+            try:
+                return base64.b64decode(re.sub(rb"\s+", b"", self.body), validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise MimeError(f"broken base64: {exc}") from None
+        if cte == "quoted-printable":
+            return quopri.decodestring(self.body)
+        return self.body
+
+    def text(self) -> str:
+        data = self.decoded()
+        charset = self.charset or "us-ascii"
+        try:
+            return data.decode(charset, "replace")
+        except LookupError:
+            return data.decode("latin-1", "replace")
+
+    def walk(self):
+        yield self
+        for c in self.children:
+            yield from c.walk()
+
+    def leaves(self):
+        if self.children:
+            for c in self.children:
+                yield from c.leaves()
+        elif self.maintype != "multipart":
+            yield self
+
+
+def walk_entity(raw: bytes, depth: int = 0) -> MimeNode:
+    """Cut an entity and, for multiparts, its children recursively (message/rfc822 stays a leaf)."""
+    if depth > MAX_MIME_DEPTH:
+        raise MimeError(f"MIME nesting deeper than {MAX_MIME_DEPTH}")
+    header_block, body = split_entity(raw)
+    headers = parse_headers(header_block)
+    node = MimeNode(raw=raw, headers=headers, body=body, depth=depth)
+    if node.maintype == "multipart":
+        boundary = headers.get_boundary()
+        if boundary:
+            spans, closed = split_multipart(body, boundary)
+            node.closed = closed
+            node.children = [walk_entity(body[s:e], depth + 1) for s, e in spans]
+    return node
