@@ -25,7 +25,8 @@ ADDRESS = "posta-certificata@acmepec.test"
 
 @pytest.fixture(scope="module")
 def ca() -> pki.CertificateAuthority:
-    return pki.generate_ca()
+    # Issued two years ago so that "valid at the signing time" checks in the past hold for the CA too.
+    return pki.generate_ca(now=NOW - timedelta(days=730))
 
 
 @pytest.fixture(scope="module")

@@ -47,7 +47,7 @@ def _zone_forms(zona: str) -> tuple[str, str]:
     return f"({zona})", f"({zona[:3]}:{zona[3:]})"
 
 
-@check("consistency.text-data", ["FMT-20", "TIM-04", *sorted(set(TEXT_REQ.values()))])
+@check("consistency.text-data", ["FMT-20", "TIM-04", "TXT-01", "ACC-14", *sorted(set(TEXT_REQ.values()))])
 def check_text_data(msg: ParsedMessage, ctx: ValidationContext):
     """The text states the same date, time, zone, subject, sender, recipients and identifier as daticert."""
     kind = msg.kind
@@ -121,7 +121,7 @@ def check_text_data(msg: ParsedMessage, ctx: ValidationContext):
             yield passed("ACC-14", "each recipient labelled posta certificata / posta ordinaria")
 
 
-@check("consistency.date-instant", ["TIM-02", "ENV-03"], needs_body=False)
+@check("consistency.date-instant", ["TIM-02", "ENV-03", "TIM-03"], needs_body=False)
 def check_date_instant(msg: ParsedMessage, ctx: ValidationContext):
     """The Date header and daticert data are one time value (same second)."""
     d = msg.daticert

@@ -173,8 +173,7 @@ def check_from(msg: ParsedMessage, ctx: ValidationContext):
         yield failed(req, "From address is the original author, not the provider", actual=address)
 
 
-@check("headers.to", ["GEN-01", "ACC-10", "ACC-12", "CON-05", "CON-19", "VIR-10", "TMO-09", "RIC-10",
-                      "VIR-07", "IDX-11"], needs_body=False)
+@check("headers.to", ["GEN-01", "IDX-11", *sorted(set(HEADER_REQ.values()))], needs_body=False)
 def check_to(msg: ParsedMessage, ctx: ValidationContext):
     """User notices go to the original sender; presa in carico and rilevazione virus to a mailReceipt."""
     if not _pec(msg.kind) or msg.kind in _ENVELOPES or msg.daticert is None:

@@ -116,7 +116,9 @@ def attachment_part(content_type: str, name: str, data: bytes, *, disposition: s
     if encoding == "base64":
         body = b64_body(data)
     else:
-        body = data if data.endswith(CRLF) else data + CRLF
+        # The line end before the next boundary belongs to the boundary: add one so that the part's
+        # content is `data` to the last byte (a carried original must travel unmodified).
+        body = data + CRLF
     return entity(
         [
             ("Content-Type", f'{content_type}; name="{name}"'),

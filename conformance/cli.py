@@ -1,0 +1,268 @@
+"""Command line: `pec-conformance validate | list | pki | sample`.
+
+Exit codes follow ARCHITECTURE.md: 0 nothing unexpected, 1 conformance failures, 2 usage or
+harness error (click itself exits 2 on usage errors).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+from cryptography import x509
+
+from . import __version__
+from .catalogue import load_catalogue
+from .checks.findings import REGISTRY, ValidationContext, Verdict
+from .checks.validator import check
+from .pec.constants import MAX_MESSAGE_BYTES, Kind
+from .pec.index import IndexFormatError, load_index
+
+EXIT_OK, EXIT_FAIL, EXIT_HARNESS = 0, 1, 2
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pec-conformance")
+def main() -> None:
+    """Conformance suite for Italian certified email (PEC, RFC 6109)."""
+
+
+# ----------------------------------------------------------------------------------------- helpers
+
+
+def _read_certificates(path: Path) -> list[x509.Certificate]:
+    data = path.read_bytes()
+    if b"-----BEGIN" in data:
+        return x509.load_pem_x509_certificates(data)
+    return [x509.load_der_x509_certificate(data)]
+
+
+def _read_crl(path: Path) -> x509.CertificateRevocationList:
+    data = path.read_bytes()
+    if b"-----BEGIN" in data:
+        return x509.load_pem_x509_crl(data)
+    return x509.load_der_x509_crl(data)
+
+
+def _fail_usage(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_HARNESS)
+
+
+_SHOWN = (Verdict.FAIL, Verdict.ERROR, Verdict.WARN)
+
+
+# ---------------------------------------------------------------------------------------- validate
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--index", "index_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Providers index: plain LDIF or the signed .p7m form.")
+@click.option("--index-signer", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Certificate that must have signed the .p7m index.")
+@click.option("--ca", "ca_paths", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Trusted CA certificate(s), PEM or DER. Repeatable.")
+@click.option("--crl", "crl_paths", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CRL(s) of the CA, PEM or DER; never fetched from the network. Repeatable.")
+@click.option("--expect", "expected", type=click.Choice([str(k) for k in Kind if k not in
+                                                         (Kind.ORDINARY, Kind.UNKNOWN)]),
+              help="The kind every file must be.")
+@click.option("--original", "original_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The original as carried by the envelope, to check complete and brief copies.")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@click.option("-v", "--verbose", is_flag=True, help="Show every finding, PASS included.")
+def validate(files, index_path, index_signer, ca_paths, crl_paths, expected, original_path, as_json, verbose):
+    """Judge captured PEC messages offline; exit 1 on any FAIL, 2 on unreadable input."""
+    ctx = ValidationContext(now=datetime.now(timezone.utc), expected_kind=Kind(expected) if expected else None)
+    setup_notes: list[str] = []
+    try:
+        if index_path:
+            signer = _read_certificates(index_signer)[0] if index_signer else None
+            ctx.index, signed = load_index(index_path.read_bytes(), signer)
+            if signed is not None and signer is not None and not signed.signer_trusted:
+                _fail_usage(f"{index_path}: the index signature does not verify with {index_signer}")
+            if signed is not None and signer is None:
+                setup_notes.append("signed index read without --index-signer: its signature was not trusted")
+        ctx.ca_certificates = [c for p in ca_paths for c in _read_certificates(p)]
+        ctx.crls = [_read_crl(p) for p in crl_paths]
+        if original_path:
+            ctx.carried_original = original_path.read_bytes()
+    except (OSError, ValueError, IndexFormatError) as exc:
+        _fail_usage(str(exc))
+    exit_code = EXIT_OK
+    reports = []
+    for path in files:
+        try:
+            if path.stat().st_size > MAX_MESSAGE_BYTES * 4:
+                raise OSError(f"{path} is larger than {MAX_MESSAGE_BYTES * 4} bytes; not read")
+            raw = path.read_bytes()
+        except OSError as exc:
+            reports.append({"file": str(path), "error": str(exc)})
+            exit_code = EXIT_HARNESS
+            if not as_json:
+                click.echo(f"{path}: unreadable: {exc}", err=True)
+            continue
+        result = check(raw, ctx)
+        if result.failed and exit_code == EXIT_OK:
+            exit_code = EXIT_FAIL
+        reports.append({"file": str(path), **result.to_dict()})
+        if not as_json:
+            summary = ", ".join(f"{n} {v}" for v, n in result.to_dict()["summary"].items())
+            click.echo(f"{path}: {result.kind} ({summary})")
+            for f in result.findings:
+                if verbose or f.verdict in _SHOWN:
+                    reqs = ",".join(f.requirements)
+                    line = f"  {f.verdict:<5} {reqs:<18} {f.message}"
+                    if f.expected or f.actual:
+                        line += f" [expected: {f.expected or '-'}; actual: {f.actual or '-'}]"
+                    if f.decision:
+                        line += f" ({f.decision})"
+                    click.echo(line)
+    for note in setup_notes:
+        click.echo(f"note: {note}", err=True)
+    if as_json:
+        click.echo(json.dumps({"version": __version__, "exit_code": exit_code, "files": reports}, indent=2,
+                              ensure_ascii=False))
+    sys.exit(exit_code)
+
+
+# -------------------------------------------------------------------------------------------- list
+
+
+def requirement_coverage() -> list[dict]:
+    """Each requirement with the checks that cite it."""
+    cited: dict[str, list[str]] = {}
+    for spec in REGISTRY:
+        for rid in spec.requirements:
+            cited.setdefault(rid, []).append(spec.name)
+    rows = []
+    for r in load_catalogue():
+        rows.append({
+            "id": r.id, "group": r.group, "level": r.level, "observed": list(r.observed),
+            "audit_only": r.audit_only, "long_timer": r.long_timer, "rfc": list(r.rfc),
+            "decisions": list(r.decisions), "statement": r.statement, "checks": cited.get(r.id, []),
+        })
+    return rows
+
+
+@main.command("list")
+@click.option("--requirements", "what", flag_value="requirements", default=True,
+              help="The requirement catalogue with the checks that cite each requirement.")
+@click.option("--checks", "what", flag_value="checks", help="The validator's checks.")
+@click.option("--json", "as_json", is_flag=True)
+def list_(what, as_json):
+    """List requirements (default) or checks."""
+    if what == "checks":
+        rows = [{"name": s.name, "requirements": list(s.requirements), "description": s.description}
+                for s in REGISTRY]
+        if as_json:
+            click.echo(json.dumps({"checks": rows}, indent=2))
+        else:
+            for row in rows:
+                click.echo(f"{row['name']:<32} {','.join(row['requirements'])}\n    {row['description']}")
+        return
+    rows = requirement_coverage()
+    if as_json:
+        click.echo(json.dumps({"requirements": rows, "total": len(rows),
+                               "cited": sum(1 for r in rows if r["checks"])}, indent=2, ensure_ascii=False))
+        return
+    for r in rows:
+        tags = "audit-only" if r["audit_only"] else ("long-timer" if r["long_timer"] else ",".join(r["observed"]))
+        checks = ", ".join(r["checks"]) or "-"
+        click.echo(f"{r['id']:<7} {r['level']:<9} {tags:<28} {r['statement']}\n{'':17}checks: {checks}")
+    cited = sum(1 for r in rows if r["checks"])
+    click.echo(f"\n{cited} of {len(rows)} requirements cited by a validator check "
+               "(the rest need a flow, a counterpart or an audit).")
+
+
+# --------------------------------------------------------------------------------------------- pki
+
+
+@main.group()
+def pki() -> None:
+    """Test PKI: CA, CRL, provider certificates and the providers index."""
+
+
+@pki.command("init")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--provider", "providers", multiple=True, required=True,
+              help="Provider name as in the index (providerName). Repeatable.")
+@click.option("--domain", "domains", multiple=True, required=True,
+              help="PEC domain(s); with several providers, one --domain per provider in the same order, "
+                   "comma-separated for several domains of one provider.")
+@click.option("--receipt-mailbox", "mailboxes", multiple=True,
+              help="mailReceipt per provider, in order (default ricevute@<first domain>).")
+@click.option("--force", is_flag=True, help="Write into a non-empty directory.")
+def pki_init(directory: Path, providers, domains, mailboxes, force):
+    """Write a test CA with its CRL, provider keys and certificates, and the signed providers index."""
+    from .pec.pki import ProviderSpec, write_pki_directory
+
+    if directory.exists() and any(directory.iterdir()) and not force:
+        _fail_usage(f"{directory} is not empty (use --force)")
+    if len(providers) == 1:
+        grouped = [[d for item in domains for d in item.split(",") if d]]
+    elif len(domains) == len(providers):
+        grouped = [[d for d in item.split(",") if d] for item in domains]
+    else:
+        _fail_usage("give one --domain per --provider (comma-separated for several domains)")
+    if mailboxes and len(mailboxes) != len(providers):
+        _fail_usage("give one --receipt-mailbox per --provider, or none")
+    specs = [ProviderSpec(name, tuple(doms), mailboxes[i] if mailboxes else None)
+             for i, (name, doms) in enumerate(zip(providers, grouped, strict=True))]
+    layout = write_pki_directory(directory, specs)
+    click.echo(f"test PKI written to {directory}")
+    for label, path in sorted(layout.paths.items()):
+        click.echo(f"  {label:<26} {path}")
+    for p in layout.providers:
+        click.echo(f"  provider {p.provider_name}: {', '.join(p.domains)}; service address {p.service_address}; "
+                   f"mailReceipt {p.receipt_mailbox}")
+
+
+@pki.command("revoke")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("certificate")
+def pki_revoke(directory: Path, certificate: str):
+    """Revoke a certificate (PEM path or serial number) and re-sign the CRL."""
+    from .pec.pki import revoke_in_directory
+
+    target: Path | int = int(certificate, 0) if certificate.isdigit() or certificate.startswith("0x") \
+        else Path(certificate)
+    serial = revoke_in_directory(directory, target)
+    click.echo(f"revoked serial {serial:#x}; CRL re-signed in {directory}")
+
+
+# ------------------------------------------------------------------------------------------ sample
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--digest", type=click.Choice(["sha256", "sha1"]), default="sha256",
+              help="Digest of the signatures (sha1 makes legacy-style messages).")
+def sample(directory: Path, digest: str):
+    """Build one message of each of the 14 kinds with a fresh test PKI, plus its CA, CRL and index."""
+    from cryptography.hazmat.primitives import serialization
+
+    from .pec.samples import build_all_kinds, make_world
+
+    world = make_world()
+    samples = build_all_kinds(world, digest=digest)
+    directory.mkdir(parents=True, exist_ok=True)
+    for kind, raw in samples.messages.items():
+        (directory / f"{kind}.eml").write_bytes(raw)
+    (directory / "original").mkdir(exist_ok=True)
+    (directory / "original" / "submitted.eml").write_bytes(samples.original)
+    (directory / "original" / "carried.eml").write_bytes(samples.carried_original)
+    (directory / "ca.pem").write_bytes(world.ca.certificate.public_bytes(serialization.Encoding.PEM))
+    (directory / "crl.pem").write_bytes(world.crl.public_bytes(serialization.Encoding.PEM))
+    (directory / "providers.ldif").write_bytes(world.index_ldif)
+    click.echo(f"{len(samples.messages)} messages written to {directory}; validate them with:\n"
+               f"  pec-conformance validate {directory}/*.eml --index {directory}/providers.ldif "
+               f"--ca {directory}/ca.pem --crl {directory}/crl.pem --original {directory}/original/carried.eml")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
