@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -77,7 +77,7 @@ _SHOWN = (Verdict.FAIL, Verdict.ERROR, Verdict.WARN)
 @click.option("-v", "--verbose", is_flag=True, help="Show every finding, PASS included.")
 def validate(files, index_path, index_signer, ca_paths, crl_paths, expected, original_path, as_json, verbose):
     """Judge captured PEC messages offline; exit 1 on any FAIL, 2 on unreadable input."""
-    ctx = ValidationContext(now=datetime.now(timezone.utc), expected_kind=Kind(expected) if expected else None)
+    ctx = ValidationContext(now=datetime.now(UTC), expected_kind=Kind(expected) if expected else None)
     setup_notes: list[str] = []
     try:
         if index_path:

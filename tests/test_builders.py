@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from conformance.pec import build as b
 from conformance.pec import daticert as dc
@@ -57,13 +57,13 @@ def test_brief_original_leaves_opaque_smime_intact():
 
 
 def test_daticert_time_follows_italian_legal_time():
-    winter = datetime(2026, 1, 15, 10, 0, tzinfo=timezone.utc)
-    summer = datetime(2026, 7, 15, 10, 0, tzinfo=timezone.utc)
+    winter = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
+    summer = datetime(2026, 7, 15, 10, 0, tzinfo=UTC)
     assert dc.data_fields(winter) == ("+0100", "15/01/2026", "11:00:00")
     assert dc.data_fields(summer) == ("+0200", "15/07/2026", "12:00:00")
     # the switch instant: 29 March 2026 01:00 UTC
-    assert dc.data_fields(datetime(2026, 3, 29, 0, 59, 59, tzinfo=timezone.utc))[0] == "+0100"
-    assert dc.data_fields(datetime(2026, 3, 29, 1, 0, 0, tzinfo=timezone.utc))[0] == "+0200"
+    assert dc.data_fields(datetime(2026, 3, 29, 0, 59, 59, tzinfo=UTC))[0] == "+0100"
+    assert dc.data_fields(datetime(2026, 3, 29, 1, 0, 0, tzinfo=UTC))[0] == "+0200"
 
 
 def test_daticert_render_parse_round_trip_keeps_escaped_msgid(samples):
