@@ -17,7 +17,7 @@ from cryptography import x509
 from . import __version__
 from .catalogue import load_catalogue
 from .checks.findings import REGISTRY, ValidationContext, Verdict
-from .checks.validator import check
+from .checks.validator import check, looks_like_daticert, validate_daticert
 from .pec.constants import MAX_MESSAGE_BYTES, Kind
 from .pec.index import IndexFormatError, load_index
 
@@ -76,7 +76,7 @@ _SHOWN = (Verdict.FAIL, Verdict.ERROR, Verdict.WARN)
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 @click.option("-v", "--verbose", is_flag=True, help="Show every finding, PASS included.")
 def validate(files, index_path, index_signer, ca_paths, crl_paths, expected, original_path, as_json, verbose):
-    """Judge captured PEC messages offline; exit 1 on any FAIL, 2 on unreadable input."""
+    """Judge captured PEC messages (or daticert.xml files) offline; exit 1 on any FAIL, 2 on unreadable input."""
     ctx = ValidationContext(now=datetime.now(UTC), expected_kind=Kind(expected) if expected else None)
     setup_notes: list[str] = []
     try:
@@ -106,7 +106,7 @@ def validate(files, index_path, index_signer, ca_paths, crl_paths, expected, ori
             if not as_json:
                 click.echo(f"{path}: unreadable: {exc}", err=True)
             continue
-        result = check(raw, ctx)
+        result = validate_daticert(raw, ctx) if looks_like_daticert(raw) else check(raw, ctx)
         if result.failed and exit_code == EXIT_OK:
             exit_code = EXIT_FAIL
         reports.append({"file": str(path), **result.to_dict()})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from email.utils import getaddresses
 
 from ..pec import daticert as dc
 from ..pec.constants import (
@@ -207,7 +208,7 @@ def check_identifiers(msg: ParsedMessage, ctx: ValidationContext):
             yield passed("FMT-13", "msgid with angle brackets")
 
 
-@check("daticert.destinatari", ["MUL-08", "FMT-10", "ACC-14"])
+@check("daticert.destinatari", ["MUL-08", "FMT-10", "ACC-14", "GEN-02"])
 def check_destinatari(msg: ParsedMessage, ctx: ValidationContext):
     """destinatari list the recipients, each certificato or esterno as the providers index says."""
     if not _has(msg):
@@ -223,6 +224,14 @@ def check_destinatari(msg: ParsedMessage, ctx: ValidationContext):
         return
     if any(r.tipo_defaulted for r in d.destinatari):
         yield info("FMT-10", "destinatari without tipo read as certificato (DTD default)")
+    if msg.kind is Kind.BUSTA_TRASPORTO:
+        headers = {a.lower() for _, a in getaddresses(msg.header_all("to") + msg.header_all("cc")) if a}
+        listed = {r.address.lower() for r in d.destinatari}
+        if headers != listed:
+            yield failed(("MUL-08", "GEN-02"), "destinatari differ from the envelope's To and Cc",
+                         expected=", ".join(sorted(headers)), actual=", ".join(sorted(listed)))
+        else:
+            yield passed(("MUL-08", "GEN-02"), "destinatari are the To and Cc recipients")
     if ctx.index is None:
         return
     wrong = []

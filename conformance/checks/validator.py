@@ -6,9 +6,11 @@ becomes an ERROR finding; nothing escapes.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 
 from ..catalogue import load_catalogue
+from ..pec import daticert as dc
 from ..pec.constants import MAX_MESSAGE_BYTES, Kind
 from ..pec.parse import ParsedMessage, parse_message
 from . import certdata, consistency, headers, receipts, signature, structure  # noqa: F401  (registration)
@@ -73,9 +75,66 @@ def validate_parsed(msg: ParsedMessage, context: ValidationContext | None = None
     return result
 
 
+_XML_START = re.compile(rb"^(\xef\xbb\xbf|\xff\xfe|\xfe\xff)?\s*(<\?xml|<postacert|<!DOCTYPE)", re.IGNORECASE)
+_KIND_OF_TIPO = {
+    "accettazione": Kind.ACCETTAZIONE,
+    "presa-in-carico": Kind.PRESA_IN_CARICO,
+    "posta-certificata": Kind.BUSTA_TRASPORTO,
+    "rilevazione-virus": Kind.RILEVAZIONE_VIRUS,
+}
+
+
+def _kind_of_daticert(d: dc.DatiCert) -> Kind:
+    """The kind a daticert alone describes (the header that would tell 12 h from 24 h is not there)."""
+    if d.tipo in _KIND_OF_TIPO:
+        return _KIND_OF_TIPO[d.tipo]
+    virus = d.errore == "virus"
+    if d.tipo == "non-accettazione":
+        return Kind.NON_ACCETTAZIONE_VIRUS if virus else Kind.NON_ACCETTAZIONE
+    if d.tipo == "errore-consegna":
+        return Kind.MANCATA_CONSEGNA_VIRUS if virus else Kind.MANCATA_CONSEGNA
+    if d.tipo == "avvenuta-consegna":
+        return {"breve": Kind.CONSEGNA_BREVE, "sintetica": Kind.CONSEGNA_SINTETICA}.get(d.ricevuta or "",
+                                                                                      Kind.CONSEGNA_COMPLETA)
+    if d.tipo == "preavviso-errore-consegna":
+        return Kind.MANCATA_CONSEGNA_24H if (d.errore_esteso or "").startswith("5.4.1") else Kind.PREAVVISO_12H
+    return Kind.UNKNOWN
+
+
+def validate_daticert(raw: bytes, context: ValidationContext | None = None) -> ValidationResult:
+    """Judge a daticert.xml stored on its own with the daticert checks only."""
+    msg = ParsedMessage(raw=raw, daticert_raw=raw)
+    try:
+        msg.daticert_tree = dc.parse_tree(raw)
+        msg.daticert = dc.from_tree(msg.daticert_tree, raw)
+        msg.kind = _kind_of_daticert(msg.daticert)
+    except dc.DatiCertError as exc:
+        result = ValidationResult(kind=Kind.UNKNOWN, message=msg)
+        result.findings.append(replace(errored(("FMT-07",), f"daticert not judged: {exc}"), check="parse.daticert",
+                                       level=_level(("FMT-07",))))
+        return result
+    ctx = context or ValidationContext()
+    result = ValidationResult(kind=msg.kind, message=msg)
+    for spec in REGISTRY:
+        if not spec.name.startswith("daticert."):
+            continue
+        try:
+            for finding in spec.func(msg, ctx):
+                result.findings.append(replace(finding, check=spec.name, level=_level(finding.requirements)))
+        except Exception as exc:  # same promise as validate_parsed
+            result.findings.append(replace(errored(spec.requirements[:1], f"check crashed: {exc!r}"),
+                                           check=spec.name, level=_level(spec.requirements[:1])))
+    return result
+
+
+def looks_like_daticert(raw: bytes) -> bool:
+    return bool(_XML_START.match(raw[:512])) or raw[:2] in (b"\xff\xfe", b"\xfe\xff")
+
+
 def check(message_bytes: bytes, context: ValidationContext | None = None) -> ValidationResult:
     """Judge one captured message; every finding cites the requirement(s) it checks."""
     return validate_parsed(parse_message(message_bytes), context)
 
 
-__all__ = ["MAX_MESSAGE_BYTES", "ValidationResult", "check", "validate_parsed"]
+__all__ = ["MAX_MESSAGE_BYTES", "ValidationResult", "check", "looks_like_daticert", "validate_daticert",
+           "validate_parsed"]
