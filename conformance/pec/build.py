@@ -11,6 +11,7 @@ import hashlib
 import html
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import Message
@@ -79,6 +80,11 @@ class Gestore:
     service_address: str = ""
     digest: str = "sha256"
     protocol: str = PROTOCOLS[0]
+    # Lets a caller (the reference provider's fault switches) alter daticert before it is rendered.
+    daticert_hook: Callable[[Kind, dc.DatiCert], dc.DatiCert] | None = None
+
+    def render_daticert(self, kind: Kind, d: dc.DatiCert) -> bytes:
+        return dc.render(self.daticert_hook(kind, d) if self.daticert_hook else d)
 
     def __post_init__(self) -> None:
         if not self.service_address:
@@ -440,7 +446,7 @@ def build_notice(kind: Kind, g: Gestore, t: Transaction, instant: datetime, *, t
         fields.append((H_VERIFICA_SICUREZZA, VERIFICA_SICUREZZA_ERRORE))
     if kind is Kind.RILEVAZIONE_VIRUS:
         fields.append((H_MITTENTE, t.mittente))
-    xml = dc.render(daticert_for(kind, g, t, instant, d))
+    xml = g.render_daticert(kind, daticert_for(kind, g, t, instant, d))
     inner = _mixed(text_alternative(notice_text(kind, t, instant, d)), xml, original)
     return _sign(g, fields, inner, instant)
 
@@ -465,7 +471,7 @@ def build_busta_trasporto(g: Gestore, o: Original, t: Transaction, instant: date
     if t.msgid:
         fields.append((H_RIFERIMENTO, t.msgid))
     d = NoticeDetails()
-    xml = dc.render(daticert_for(Kind.BUSTA_TRASPORTO, g, t, instant, d))
+    xml = g.render_daticert(Kind.BUSTA_TRASPORTO, daticert_for(Kind.BUSTA_TRASPORTO, g, t, instant, d))
     carried = rewrite_original(o.raw, t.identificativo, t.msgid)
     inner = _mixed(text_alternative(notice_text(Kind.BUSTA_TRASPORTO, t, instant, d)), xml, carried)
     return _sign(g, fields, inner, instant)

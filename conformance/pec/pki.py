@@ -33,6 +33,7 @@ __all__ = [
     "generate_ca",
     "issue_index_signer",
     "issue_provider_certificate",
+    "issue_tls_server_certificate",
     "load_pki_directory",
     "make_provider",
     "private_key_pem",
@@ -648,3 +649,33 @@ def revoke_in_directory(
     crl = build_crl(ca, revoked, now=moment)
     _write(crl_path, crl.public_bytes(serialization.Encoding.PEM))
     return serial
+
+
+def issue_tls_server_certificate(
+    ca: CertificateAuthority, hostnames: Sequence[str] = ("localhost", "127.0.0.1", "::1"), *, key_size: int = 2048,
+    now: datetime | None = None, valid_days: int = 825,
+) -> tuple[Any, x509.Certificate]:
+    """TLS server certificate for STARTTLS and IMAPS/POP3S on loopback (serverAuth, names in the SAN)."""
+    import ipaddress
+
+    key = _new_rsa_key(key_size)
+    start = _now(now) - timedelta(hours=1)
+    names: list[x509.GeneralName] = []
+    for host in hostnames:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0])]))
+        .issuer_name(ca.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=valid_days))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
+    )
+    return key, builder.sign(ca.key, hashes.SHA256())

@@ -1,0 +1,1 @@
+"""Reference PEC provider: an honest gestore on loopback, with a fault switch per deviation."""

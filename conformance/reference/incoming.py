@@ -1,0 +1,201 @@
+"""Incoming point (punto di ricezione): verification, presa in carico, anomaly, virus detection.
+
+RIC-03..14 (existence, origin, validity, formal correctness), RIC-09..12 (one presa in carico per
+transaction to the sender provider's mailReceipt, decision D21), ANO-01..15, VIR-05..08 (a
+verified infected envelope: presa in carico, then one rilevazione virus per recipient, D24),
+RIC-13 (verified notices delivered unchanged), GEN-07 and GEN-08 (the service mailbox receives
+only presa in carico and rilevazione virus, never a user).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from ..checks.findings import ValidationContext, Verdict
+from ..checks.validator import validate_parsed
+from ..pec import build as b
+from ..pec.constants import Kind
+from ..pec.parse import ParsedMessage, parse_message
+from ..pec.verify import verify_origin
+
+# Findings of the validator that make a signed message formally incorrect (RIC-08): format rules only;
+# trust findings are the job of verify_origin and the SHOULD-level ones never reject.
+_FORMAL_PREFIXES = ("FMT-", "GEN-", "ENV-", "ACC-1", "CON-", "VIR-", "TMO-", "ANO-", "RIC-10", "RIC-12")
+_NOTICE_KINDS = {
+    Kind.ACCETTAZIONE, Kind.NON_ACCETTAZIONE, Kind.NON_ACCETTAZIONE_VIRUS, Kind.MANCATA_CONSEGNA_VIRUS,
+    Kind.CONSEGNA_COMPLETA, Kind.CONSEGNA_BREVE, Kind.CONSEGNA_SINTETICA, Kind.MANCATA_CONSEGNA,
+    Kind.PREAVVISO_12H, Kind.MANCATA_CONSEGNA_24H, Kind.BUSTA_ANOMALIA,
+}
+
+
+class Refused(Exception):
+    """The message is refused at SMTP level (code and text)."""
+
+    def __init__(self, code: int, text: str):
+        super().__init__(f"{code} {text}")
+        self.reply = f"{code} {text}"
+
+
+@dataclass
+class Outgoing:
+    mail_from: str
+    rcpts: list[str]
+    data: bytes
+    kind: Kind
+    message_id: str | None = None
+
+
+@dataclass
+class InboundResult:
+    outgoing: list[Outgoing] = field(default_factory=list)
+    delivered: list[tuple[str, bytes]] = field(default_factory=list)  # (mailbox, bytes) written
+    events: list[tuple[str, Kind | None, list[str]]] = field(default_factory=list)
+    tracking: list[tuple[str, list[str], str]] = field(default_factory=list)  # (identificativo, rcpts, field)
+    quarantine: list[tuple[str, bytes]] = field(default_factory=list)
+    virus_notices: list[ParsedMessage] = field(default_factory=list)
+
+
+def formal_problem(msg: ParsedMessage, ctx: ValidationContext) -> str | None:
+    """The first format FAIL the validator finds, as a short reason; None when the message is correct."""
+    result = validate_parsed(msg, ctx)
+    for f in result.findings:
+        if f.verdict in (Verdict.FAIL, Verdict.ERROR) and any(r.startswith(_FORMAL_PREFIXES)
+                                                              for r in f.requirements):
+            return f"{f.message} ({', '.join(f.requirements)})"
+    return None
+
+
+class IncomingPoint:
+    def __init__(self, provider):
+        self.p = provider
+
+    def _context(self) -> ValidationContext:
+        p = self.p
+        return ValidationContext(index=p.index, ca_certificates=p.ca_certificates, crls=p.crls,
+                                 now=datetime.now(UTC))
+
+    def check_recipient(self, address: str) -> str | None:
+        """RCPT TO: our users, our service mailbox, or an unknown mailbox of our domains (which gets a
+        non-delivery notice later, CON-18); other domains are not relayed."""
+        if not self.p.config.is_local(address):
+            return "550 5.7.1 relay not permitted"
+        return None
+
+    def process(self, mail_from: str, rcpts: list[str], raw: bytes, *, peer: str = "") -> InboundResult:
+        p = self.p
+        now = datetime.now(UTC).replace(microsecond=0)
+        msg = parse_message(raw)
+        out = InboundResult()
+        rcpts = [r.lower() for r in rcpts]
+        service = [r for r in rcpts if r == p.config.receipt_mailbox.lower()]
+        users = [r for r in rcpts if r not in service]
+        origin = verify_origin(msg, p.index, p.ca_certificates, p.crls, now)
+        if origin.verified and origin.digest == "sha1" and p.faults.on("inc-sha1-refused"):
+            origin.verified, origin.reason = False, "firma SHA-1 non accettata"
+        verified = origin.verified
+        problem = formal_problem(msg, self._context()) if verified else None
+        infected = p.scanner.scan(raw)
+
+        if service:
+            self._service_notice(msg, verified and problem is None, service, out)
+        if not users:
+            return out
+        if not verified and not p.faults.on("inc-unverified-as-pec"):
+            return self._ordinary(msg, mail_from, users, raw, origin.reason, infected, now, out)
+        if problem is not None:
+            # Signed by a provider but not a correct envelope or notice: MUST travel in an anomaly (ANO-14).
+            return self._anomaly(mail_from, users, raw, problem, now, out)
+        if msg.kind is Kind.BUSTA_TRASPORTO:
+            return self._envelope(msg, origin, mail_from, users, raw, infected, now, out)
+        if msg.kind in _NOTICE_KINDS:
+            if infected and not p.faults.on("inc-virus-forwarded"):
+                out.quarantine.append(("virus in una ricevuta (VIR-15)", raw))
+                out.events.append(("quarantined", msg.kind, users))
+                return out
+            for user in users:
+                if p.delivery.deliver_unchanged(user, raw):
+                    out.delivered.append((user, raw))
+            out.events.append(("notice-delivered", msg.kind, users))
+            if msg.kind in (Kind.CONSEGNA_COMPLETA, Kind.CONSEGNA_BREVE, Kind.CONSEGNA_SINTETICA) and msg.daticert:
+                out.tracking.append((msg.daticert.identificativo, [msg.daticert.consegna or ""], "consegna_at"))
+            return out
+        if msg.kind in (Kind.PRESA_IN_CARICO, Kind.RILEVAZIONE_VIRUS):
+            # Provider notices addressed to a user: never shown to users (GEN-07).
+            out.events.append(("provider-notice-to-user-dropped", msg.kind, users))
+            return out
+        return self._anomaly(mail_from, users, raw, f"tipo di messaggio non riconosciuto ({msg.kind})", now, out)
+
+    # ------------------------------------------------------------------------------------------
+    def _service_notice(self, msg: ParsedMessage, ok: bool, service: list[str], out: InboundResult) -> None:
+        """Presa in carico and rilevazione virus for messages our users sent (GEN-08)."""
+        if not ok or msg.daticert is None:
+            out.events.append(("service-mailbox-ignored", msg.kind, service))
+            return
+        d = msg.daticert
+        if msg.kind is Kind.PRESA_IN_CARICO:
+            out.tracking.append((d.identificativo, list(d.ricezione), "presa_at"))
+        elif msg.kind is Kind.RILEVAZIONE_VIRUS:
+            out.virus_notices.append(msg)
+        out.events.append(("service-notice", msg.kind, service))
+
+    def _ordinary(self, msg, mail_from, users, raw, reason, infected, now, out: InboundResult) -> InboundResult:
+        p = self.p
+        if infected:
+            raise Refused(554, "5.7.1 virus detected in ordinary mail; message refused")
+        if p.config.ordinary_mail == "refuse":
+            raise Refused(550, "5.7.1 only certified mail is accepted here")
+        return self._anomaly(mail_from, users, raw, reason or "messaggio di posta ordinaria", now, out)
+
+    def _anomaly(self, mail_from, users, raw, reason, now, out: InboundResult) -> InboundResult:
+        p = self.p
+        envelope = b.build_busta_anomalia(p.gestore, raw, now, reverse_path=mail_from, error=reason)
+        envelope = p.finish(Kind.BUSTA_ANOMALIA, envelope)
+        for user in users:
+            if p.config.users.get(user) and p.delivery.deliver_unchanged(user, envelope):
+                out.delivered.append((user, envelope))
+        out.events.append(("anomaly", Kind.BUSTA_ANOMALIA, users))
+        if p.faults.on("dlv-receipt-for-anomaly"):
+            parsed = parse_message(raw)
+            if parsed.daticert is not None:
+                t = b.Transaction.from_daticert(parsed.daticert)
+                for user in users:
+                    notice = b.build_avvenuta_consegna(p.gestore, t, now, recipient=user, variant="sintetica")
+                    out.outgoing.append(Outgoing(p.config.service_address, [t.mittente], notice,
+                                                 Kind.CONSEGNA_SINTETICA))
+        return out
+
+    def _envelope(self, msg, origin, mail_from, users, raw, infected, now, out: InboundResult) -> InboundResult:
+        p = self.p
+        d = msg.daticert
+        t = b.Transaction.from_daticert(d)
+        sender_domain = d.mittente.rpartition("@")[2]
+        receipt_box = p.index.receipt_mailbox_for(origin.certificate_der, sender_domain)
+        if not p.faults.on("inc-no-presa-in-carico"):
+            presa = b.build_presa_in_carico(p.gestore, t, now, receipt_mailbox=receipt_box, ricezione=users)
+            presa = p.finish(Kind.PRESA_IN_CARICO, presa)
+            out.outgoing.append(Outgoing(p.config.service_address, [receipt_box], presa, Kind.PRESA_IN_CARICO))
+            if p.faults.on("inc-presa-to-user"):
+                for user in users:
+                    if p.delivery.deliver_unchanged(user, presa):
+                        out.delivered.append((user, presa))
+        if infected and not p.faults.on("inc-virus-forwarded"):
+            out.quarantine.append(("virus in una busta di trasporto (VIR-05, VIR-12)", raw))
+            out.events.append(("virus-detected", Kind.BUSTA_TRASPORTO, users))
+            if p.faults.on("inc-no-rilevazione-virus"):
+                return out
+            for user in users:
+                notice = b.build_rilevazione_virus(p.gestore, t, now, recipient=user, receipt_mailbox=receipt_box,
+                                                   virus=infected)
+                notice = p.finish(Kind.RILEVAZIONE_VIRUS, notice)
+                to = d.mittente if p.faults.on("inc-rilevazione-to-user") else receipt_box
+                out.outgoing.append(Outgoing(p.config.service_address, [to], notice, Kind.RILEVAZIONE_VIRUS))
+            return out
+        for user in users:
+            outcome = p.delivery.deliver_envelope(msg, user, now)
+            if outcome.delivered:
+                out.delivered.append((user, raw))
+            if outcome.notice is not None:
+                out.outgoing.append(Outgoing(p.config.service_address, [d.mittente], outcome.notice, outcome.kind))
+        out.events.append(("envelope-received", Kind.BUSTA_TRASPORTO, users))
+        return out
