@@ -235,6 +235,66 @@ def pki_revoke(directory: Path, certificate: str):
     click.echo(f"revoked serial {serial:#x}; CRL re-signed in {directory}")
 
 
+# --------------------------------------------------------------------------------------- reference
+
+
+@main.group()
+def reference() -> None:
+    """The reference PEC provider: a complete gestore on loopback, with fault switches."""
+
+
+@reference.command("serve")
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Provider configuration (TOML).")
+@click.option("--fault", "faults", multiple=True, help="Switch a fault on (repeatable; see `reference faults`).")
+@click.option("--ready-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write 'access incoming' addresses here once listening.")
+def reference_serve(config_path: Path, faults, ready_file):
+    """Run a reference provider until SIGTERM or SIGINT."""
+    from .reference.config import ConfigError
+    from .reference.faults import UnknownFault
+    from .reference.provider import serve
+
+    try:
+        sys.exit(serve(config_path, list(faults) or None, ready_file=ready_file))
+    except (ConfigError, UnknownFault, OSError) as exc:
+        _fail_usage(str(exc))
+
+
+@reference.command("faults")
+@click.option("--json", "as_json", is_flag=True)
+def reference_faults(as_json):
+    """List the fault catalogue: name, point, requirements broken, expected verdict."""
+    from .reference.faults import FAULTS
+
+    rows = [{"name": f.name, "point": f.point, "requirements": list(f.requirements), "verdict": f.verdict,
+             "description": f.description, "kinds": [str(k) for k in f.kinds], "flow": f.flow} for f in FAULTS]
+    if as_json:
+        click.echo(json.dumps({"faults": rows, "total": len(rows)}, indent=2))
+        return
+    for r in rows:
+        click.echo(f"{r['name']:<34} {r['point']:<9} {r['verdict']:<5} {','.join(r['requirements']):<16} "
+                   f"{r['description']}")
+    click.echo(f"\n{len(rows)} faults")
+
+
+@reference.command("init")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Write into a non-empty directory.")
+def reference_init(directory: Path, force: bool):
+    """Write a sandbox of two providers (test PKI, index, TLS, users, routes) ready for `reference serve`."""
+    from .reference.deploy import DEFAULT_PLANS, write_deployment
+
+    if directory.exists() and any(directory.iterdir()) and not force:
+        _fail_usage(f"{directory} is not empty (use --force)")
+    paths = write_deployment(directory)
+    click.echo(f"sandbox written to {directory}")
+    for path, plan in zip(paths, DEFAULT_PLANS, strict=True):
+        click.echo(f"  {plan.name}: pec-conformance reference serve --config {path}")
+        for user, password in plan.users.items():
+            click.echo(f"      user {user} password {password}")
+
+
 # ------------------------------------------------------------------------------------------ sample
 
 

@@ -119,6 +119,9 @@ class IncomingPoint:
             out.events.append(("notice-delivered", msg.kind, users))
             if msg.kind in (Kind.CONSEGNA_COMPLETA, Kind.CONSEGNA_BREVE, Kind.CONSEGNA_SINTETICA) and msg.daticert:
                 out.tracking.append((msg.daticert.identificativo, [msg.daticert.consegna or ""], "consegna_at"))
+            elif msg.kind in (Kind.MANCATA_CONSEGNA, Kind.MANCATA_CONSEGNA_VIRUS) and msg.daticert:
+                # A negative outcome is known: this provider stops R's timers (both readings pass, D25).
+                out.tracking.append((msg.daticert.identificativo, [msg.daticert.consegna or ""], "closed"))
             return out
         if msg.kind in (Kind.PRESA_IN_CARICO, Kind.RILEVAZIONE_VIRUS):
             # Provider notices addressed to a user: never shown to users (GEN-07).
@@ -137,6 +140,7 @@ class IncomingPoint:
             out.tracking.append((d.identificativo, list(d.ricezione), "presa_at"))
         elif msg.kind is Kind.RILEVAZIONE_VIRUS:
             out.virus_notices.append(msg)
+            out.tracking.append((d.identificativo, [d.consegna or ""], "closed"))
         out.events.append(("service-notice", msg.kind, service))
 
     def _ordinary(self, msg, mail_from, users, raw, reason, infected, now, out: InboundResult) -> InboundResult:

@@ -171,6 +171,8 @@ class Store:
                        (identificativo, rcpt.lower()))
 
     def record_receipt(self, identificativo: str, recipients: list[str], field: str, at: float) -> int:
+        if field == "closed":
+            return self.close_tracking(identificativo, recipients)
         if field not in ("presa_at", "consegna_at"):
             raise ValueError(field)
         with self.transaction() as tx:
@@ -179,6 +181,16 @@ class Store:
                 n += tx.execute(f"UPDATE tracking SET {field} = COALESCE({field}, ?) "
                                 "WHERE identificativo = ? AND recipient = ?",
                                 (at, identificativo, r.lower())).rowcount
+            return n
+
+    def close_tracking(self, identificativo: str, recipients: list[str]) -> int:
+        """Stop the timers of recipients whose outcome is known to be negative (decision D25)."""
+        with self.transaction() as tx:
+            n = 0
+            for r in recipients:
+                for column in ("preavviso", "timeout"):
+                    n += tx.execute(f"UPDATE tracking SET {column} = 'closed' WHERE identificativo = ? AND "
+                                    f"recipient = ? AND {column} = 'pending'", (identificativo, r.lower())).rowcount
             return n
 
     def tracking_rows(self, where: str = "1=1", args: tuple = ()) -> list[TrackingRow]:
