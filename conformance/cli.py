@@ -107,7 +107,9 @@ def validate(files, index_path, index_signer, ca_paths, crl_paths, expected, ori
                 click.echo(f"{path}: unreadable: {exc}", err=True)
             continue
         result = validate_daticert(raw, ctx) if looks_like_daticert(raw) else check(raw, ctx)
-        if result.failed and exit_code == EXIT_OK:
+        if result.count(Verdict.ERROR):
+            exit_code = EXIT_HARNESS  # not judged (or not fully): never reported as a clean pass
+        elif result.failed and exit_code == EXIT_OK:
             exit_code = EXIT_FAIL
         reports.append({"file": str(path), **result.to_dict()})
         if not as_json:

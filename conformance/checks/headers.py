@@ -134,6 +134,12 @@ def check_from(msg: ParsedMessage, ctx: ValidationContext):
     parsed = _one_address(raw)
     envelope = msg.kind in _ENVELOPES
     req = ("ENV-05" if msg.kind is Kind.BUSTA_TRASPORTO else "ANO-07") if envelope else "GEN-06"
+    unquoted = re.match(r"\s*((?:Per conto di|On behalf of):[^<\"]*)<([^<>]+)>\s*$", raw or "", re.IGNORECASE)
+    if envelope and unquoted:
+        # `Per conto di: a@b <x@y>` unquoted: ':' and '@' are specials, so it does not parse as one mailbox.
+        yield failed(("FMT-22", req), "the From display name is not an RFC 5322 quoted-string",
+                     expected=f'"{PER_CONTO_DI}<sender>" <service address>', actual=raw, decision="D2")
+        return
     if parsed is None:
         yield failed(req, "From does not hold exactly one address", actual=raw or "missing")
         return
@@ -187,6 +193,21 @@ def check_to(msg: ParsedMessage, ctx: ValidationContext):
                          expected="the sending provider's mailReceipt", actual=", ".join(to))
             return
         if ctx.index is not None:
+            record = ctx.index.record_for_domain(sender.rpartition("@")[2])
+            if record is not None:
+                same_provider = {r.mail_receipt.lower() for r in ctx.index.records
+                                 if r.provider_name == record.provider_name}
+                if record.mail_receipt.lower() in to:
+                    yield passed((req, "IDX-11"), f"addressed to the sending provider's mailReceipt {to[0]}",
+                                 decision="D21")
+                    return
+                if set(to) & same_provider:
+                    yield warned((req, "IDX-11"), "sent to another record of the sending provider",
+                                 expected=record.mail_receipt, actual=", ".join(to), decision="D21")
+                    return
+                yield failed((req, "IDX-11"), "not addressed to the sending provider's mailReceipt",
+                             expected=record.mail_receipt, actual=", ".join(to), decision="D21")
+                return
             receipts = {r.mail_receipt.lower() for r in ctx.index.records}
             if not set(to) & receipts:
                 yield failed((req, "IDX-11"), "not addressed to any mailReceipt of the providers index",
@@ -284,7 +305,7 @@ def check_virus_flag(msg: ParsedMessage, ctx: ValidationContext):
             yield passed("VIR-07", "X-Mittente names the original sender")
 
 
-@check("headers.tipo-ricevuta", ["ENV-10", "ENV-16"], needs_body=False)
+@check("headers.tipo-ricevuta", ["ENV-10", "ENV-16"])
 def check_tipo_ricevuta(msg: ParsedMessage, ctx: ValidationContext):
     """The envelope says which receipt was asked for, in X-TipoRicevuta and daticert ricevuta alike."""
     if msg.kind is not Kind.BUSTA_TRASPORTO:
@@ -301,10 +322,19 @@ def check_tipo_ricevuta(msg: ParsedMessage, ctx: ValidationContext):
     if value not in TIPI_RICEVUTA:
         yield failed("ENV-10", "X-TipoRicevuta value not completa, breve or sintetica",
                      expected=" | ".join(TIPI_RICEVUTA), actual=value)
-    elif ricevuta is not None and ricevuta != value:
+        return
+    if ricevuta is not None and ricevuta != value:
         yield failed("ENV-16", "X-TipoRicevuta and daticert ricevuta disagree", expected=value, actual=ricevuta)
-    else:
-        yield passed(("ENV-10", "ENV-16"), f"X-TipoRicevuta: {value}")
+        return
+    inner = _inner_headers(msg)
+    if inner is not None:
+        asked = str(inner.get(H_TIPO_RICEVUTA) or "").strip()
+        wanted = asked if asked in TIPI_RICEVUTA else TIPI_RICEVUTA[0]
+        if value != wanted:
+            yield failed("ENV-16", "the envelope does not carry the receipt type the original asked for",
+                         expected=wanted, actual=value)
+            return
+    yield passed(("ENV-10", "ENV-16"), f"X-TipoRicevuta: {value}")
 
 
 @check("headers.sender", ["ENV-06"], needs_body=False)

@@ -11,7 +11,7 @@ import hashlib
 import re
 
 from ..pec.constants import HASH_SUFFIX, Kind
-from ..pec.mime import MimeError, MimeNode, walk_entity
+from ..pec.mime import MimeError, MimeNode, crlf, walk_entity
 from .findings import ValidationContext, check, failed, info, passed, warned
 
 _HEX40 = re.compile(r"^[0-9a-fA-F]{40}$")
@@ -23,7 +23,9 @@ def _hash_readings(node: MimeNode) -> dict[str, str]:
     """The SHA-1 of an original part under the readings of D29: (1) body as transferred, (2) whole part
     with its MIME headers, (3) decoded body."""
     readings = {"body as transferred": hashlib.sha1(node.body).hexdigest(),
-                "whole part with headers": hashlib.sha1(node.raw).hexdigest()}
+                "whole part with headers": hashlib.sha1(node.raw).hexdigest(),
+                # a copy stored with LF line ends: the body as it travelled had CRLF
+                "body as transferred (CRLF)": hashlib.sha1(crlf(node.body)).hexdigest()}
     try:
         readings["decoded body"] = hashlib.sha1(node.decoded()).hexdigest()
     except MimeError:
@@ -40,6 +42,11 @@ def _walk_pairs(original: MimeNode, brief: MimeNode, out: list):
             return
         for o, b in zip(original.children, brief.children, strict=True):
             _walk_pairs(o, b, out)
+
+
+def _same(a: bytes, b: bytes) -> bool:
+    """Equal bytes, up to line-end style (a copy stored with LF) and trailing line ends."""
+    return a.rstrip(b"\r\n") == b.rstrip(b"\r\n") or crlf(a).rstrip(b"\r\n") == crlf(b).rstrip(b"\r\n")
 
 
 def _is_hash_part(node: MimeNode) -> bool:
@@ -76,7 +83,7 @@ def check_brief(msg, ctx: ValidationContext):
         yield failed("CON-12", "the original given for comparison cannot be read", actual=str(exc))
         return
     if original.content_type in _SMIME_OPAQUE:
-        ok = msg.postacert.strip() == ctx.carried_original.strip()
+        ok = _same(msg.postacert, ctx.carried_original)
         yield (passed if ok else failed)("CON-16", "opaque S/MIME original kept intact" if ok else
                                          "opaque S/MIME original altered in the brief receipt")
         return
@@ -120,7 +127,7 @@ def check_brief(msg, ctx: ValidationContext):
                                      "INFO"))
         elif _is_hash_part(b):
             problems.append(("CON-12", "an unnamed part was replaced by a hash", "WARN"))
-        elif b.raw.strip() != o.raw.strip():
+        elif not _same(b.raw, o.raw):
             problems.append(("CON-12", f"unnamed {o.content_type} part changed", "FAIL"))
     for req, message, verdict in problems:
         maker = {"FAIL": failed, "WARN": warned, "INFO": info}[verdict]
@@ -135,7 +142,7 @@ def check_complete_copy(msg, ctx: ValidationContext):
     """A complete receipt carries the original exactly as the envelope did."""
     if msg.kind is not Kind.CONSEGNA_COMPLETA or msg.postacert is None or ctx.carried_original is None:
         return
-    if msg.postacert.rstrip(b"\r\n") == ctx.carried_original.rstrip(b"\r\n"):
+    if _same(msg.postacert, ctx.carried_original):
         yield passed(("CON-08", "CON-23"), "complete copy equals the original carried by the envelope")
     else:
         yield failed(("CON-08", "CON-23"), "the receipt's copy differs from the original carried by the envelope",
@@ -147,7 +154,7 @@ def check_envelope_original(msg, ctx: ValidationContext):
     """The envelope carries the original as the validator was told it was submitted (when told)."""
     if msg.kind is not Kind.BUSTA_TRASPORTO or msg.postacert is None or ctx.carried_original is None:
         return
-    if msg.postacert.rstrip(b"\r\n") == ctx.carried_original.rstrip(b"\r\n"):
+    if _same(msg.postacert, ctx.carried_original):
         yield passed("ENV-12", "the carried original is byte-identical to the expected one")
     else:
         yield failed("ENV-12", "the carried original differs from the expected one",

@@ -156,12 +156,17 @@ def _classify(msg: ParsedMessage) -> Kind:
 _24H_TEXT = re.compile(r"\b24\s*ore\b|ventiquattro|\b24\s*hours\b", re.IGNORECASE)
 
 
+_12H_TEXT = re.compile(r"\b12\s*ore\b|dodici|\b12\s*hours\b", re.IGNORECASE)
+
+
 def is_24h_notice(msg: ParsedMessage) -> bool:
-    """12 h and 24 h notices share header and XML; the text and the 5.4.1 code tell them apart."""
-    if msg.daticert is not None and (msg.daticert.errore_esteso or "").startswith("5.4.1"):
-        return True
-    text = msg.text_plain or ""
-    return bool(_24H_TEXT.search(text)) and not re.search(r"\b12\s*ore\b|dodici", text, re.IGNORECASE)
+    """12 h and 24 h notices share header and XML: the text tells them apart, else the 5.4.1 code of the
+    24 h notice (NOT-04), so a 12 h notice wrongly carrying 5.4.1 is still read as a 12 h one."""
+    text = (msg.text_plain or msg.text_html or "")
+    says_12, says_24 = bool(_12H_TEXT.search(text)), bool(_24H_TEXT.search(text))
+    if says_12 != says_24:
+        return says_24
+    return msg.daticert is not None and (msg.daticert.errore_esteso or "").startswith("5.4.1")
 
 
 def _has_hash_parts(msg: ParsedMessage) -> bool:
