@@ -37,10 +37,10 @@ SLOW_TIMERS = {"preavviso": 3600.0, "timeout": 7200.0, "window_start": 6000.0, "
 class Sink:
     """An SMTP server that stores what it gets (plain SMTP; STARTTLS offered when given a context)."""
 
-    def __init__(self, tls: ssl.SSLContext | None = None):
+    def __init__(self, tls: ssl.SSLContext | None = None, port: int | None = None):
         self.messages: list[tuple[str, list[str], bytes]] = []
         self.lock = threading.Lock()
-        port = free_port()
+        port = port or free_port()
         self.controller = Controller(self, hostname="127.0.0.1", port=port, tls_context=tls)
         self.address = ("127.0.0.1", port)
 
