@@ -91,3 +91,23 @@ def test_sha1_signature_is_built_for_legacy_peers(world):
     msg = parse_message(build_all_kinds(world, digest="sha1").messages[Kind.ACCETTAZIONE])
     assert msg.signature.verification.ok and msg.signature.verification.digest_algorithm == "sha1"
     assert msg.signed.micalg == "sha-1"
+
+
+def test_openssl_verifies_our_signatures(samples, world, tmp_path):
+    """An independent implementation agrees: `openssl cms -verify` over the exact signed bytes."""
+    import shutil
+    import subprocess
+
+    from conformance.pec.smime import split_signed
+
+    openssl = shutil.which("openssl")
+    assert openssl, "openssl is part of every Debian machine"
+    (tmp_path / "ca.pem").write_bytes(world.ca.pem())
+    for kind in (Kind.ACCETTAZIONE, Kind.BUSTA_TRASPORTO, Kind.CONSEGNA_BREVE):
+        signed = split_signed(walk_entity(samples.messages[kind]))
+        (tmp_path / "sig.der").write_bytes(signed.signature_der)
+        (tmp_path / "content").write_bytes(signed.content)
+        proc = subprocess.run([openssl, "cms", "-verify", "-binary", "-inform", "DER", "-in", str(tmp_path / "sig.der"),
+                               "-content", str(tmp_path / "content"), "-CAfile", str(tmp_path / "ca.pem"),
+                               "-purpose", "any", "-out", "/dev/null"], capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 0, proc.stderr

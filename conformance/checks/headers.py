@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
-from ..pec.build import read_original
 from ..pec.constants import (
     H_MITTENTE,
     H_RICEVUTA,
@@ -28,7 +27,6 @@ from ..pec.constants import (
     VIRUS_FLAG_KINDS,
     Kind,
 )
-from ..pec.mime import MimeError
 from ..pec.parse import ParsedMessage
 from .findings import ValidationContext, check, failed, info, passed, warned
 
@@ -151,12 +149,8 @@ def check_from(msg: ParsedMessage, ctx: ValidationContext):
         return
     d = msg.daticert
     sender = d.mittente if d is not None else None
-    if msg.kind is Kind.BUSTA_ANOMALIA and msg.postacert is not None:
-        try:
-            inner = read_original(msg.postacert)
-            sender = parseaddr(inner.headers.get("from") or "")[1] or sender
-        except MimeError:
-            pass
+    if msg.kind is Kind.BUSTA_ANOMALIA and msg.original_headers is not None:
+        sender = parseaddr(str(msg.original_headers.get("from") or ""))[1] or sender
     raw_display = raw.split("<")[0].strip()
     if display and not raw_display.startswith('"'):
         yield failed("FMT-22", "the From display name is not an RFC 5322 quoted-string",
@@ -358,23 +352,15 @@ def check_bcc(msg: ParsedMessage, ctx: ValidationContext):
     if not _pec(msg.kind):
         return
     leaks = [v for v in msg.header_all("bcc") if v.strip()]
-    if msg.postacert is not None and msg.kind is not Kind.BUSTA_ANOMALIA:
-        try:
-            leaks += [v for v in read_original(msg.postacert).headers.get_all("bcc") or [] if str(v).strip()]
-        except MimeError:
-            pass
+    if msg.original_headers is not None and msg.kind is not Kind.BUSTA_ANOMALIA:
+        leaks += [v for v in msg.original_headers.get_all("bcc") or [] if str(v).strip()]
     if leaks:
         yield failed(("ACC-08", "GEN-03"), "a Bcc header with addresses travels in PEC",
                      expected="no Bcc value", actual="; ".join(str(v) for v in leaks))
 
 
 def _inner_headers(msg: ParsedMessage):
-    if msg.postacert is None:
-        return None
-    try:
-        return read_original(msg.postacert).headers
-    except MimeError:
-        return None
+    return msg.original_headers
 
 
 @check("headers.inherited", ["ENV-01", "ENV-07", "ANO-03", "ANO-08", "ACC-16", "CON-23"], needs_body=False)

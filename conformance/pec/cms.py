@@ -102,6 +102,82 @@ def _signature_parts(key: object, digest: str, data: bytes) -> tuple[str, bytes]
     raise TypeError(f"unsupported signing key type: {type(key).__name__}")
 
 
+# ---- fast path: RSA signatures assembled as DER directly (asn1crypto's builders dominate the cost of
+# signing every receipt otherwise); the structure is the same as the asn1crypto path below.
+
+_OID_DER = {
+    "data": bytes.fromhex("06092a864886f70d010701"),
+    "signed_data": bytes.fromhex("06092a864886f70d010702"),
+    "content_type": bytes.fromhex("06092a864886f70d010903"),
+    "message_digest": bytes.fromhex("06092a864886f70d010904"),
+    "signing_time": bytes.fromhex("06092a864886f70d010905"),
+    "rsa": bytes.fromhex("06092a864886f70d010101"),
+    "sha1": bytes.fromhex("06052b0e03021a"),
+    "sha256": bytes.fromhex("0609608648016503040201"),
+    "sha384": bytes.fromhex("0609608648016503040202"),
+    "sha512": bytes.fromhex("0609608648016503040203"),
+}
+_NULL = b"\x05\x00"
+
+
+def _der(tag: int, content: bytes) -> bytes:
+    n = len(content)
+    if n < 0x80:
+        return bytes([tag, n]) + content
+    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(size)]) + size + content
+
+
+def _der_integer(value: int) -> bytes:
+    raw = value.to_bytes(max(1, (value.bit_length() + 8) // 8), "big", signed=True)
+    return _der(0x02, raw)
+
+
+def _der_time(moment: datetime) -> bytes:
+    moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if 1950 <= moment.year < 2050:
+        return _der(0x17, moment.strftime("%y%m%d%H%M%SZ").encode())
+    return _der(0x18, moment.strftime("%Y%m%d%H%M%SZ").encode())
+
+
+_CERT_PARTS: dict[bytes, tuple[bytes, bytes]] = {}
+
+
+def _certificate_parts(certificate: x509.Certificate) -> tuple[bytes, bytes]:
+    """(DER of the certificate, DER of its issuerAndSerialNumber), cached per certificate."""
+    fingerprint = certificate.fingerprint(hashes.SHA256())
+    parts = _CERT_PARTS.get(fingerprint)
+    if parts is None:
+        der = certificate.public_bytes(serialization.Encoding.DER)
+        issuer_serial = _der(0x30, certificate.issuer.public_bytes() + _der_integer(certificate.serial_number))
+        parts = _CERT_PARTS.setdefault(fingerprint, (der, issuer_serial))
+    return parts
+
+
+def _build_signed_data_rsa(content: bytes, key: rsa.RSAPrivateKey, certificate: x509.Certificate, *, digest: str,
+                           attached: bool, extra_certificates: Sequence[x509.Certificate],
+                           when: datetime) -> bytes:
+    def attribute(oid: str, value: bytes) -> bytes:
+        return _der(0x30, _OID_DER[oid] + _der(0x31, value))
+
+    attrs = [
+        attribute("content_type", _OID_DER["data"]),
+        attribute("signing_time", _der_time(when)),
+        attribute("message_digest", _der(0x04, _digest(digest, content))),
+    ]
+    attrs_body = b"".join(sorted(attrs))  # DER: a SET OF is sorted by encoding
+    signature = key.sign(_der(0x31, attrs_body), padding.PKCS1v15(), _VERIFY_HASHES[digest]())
+    digest_alg = _der(0x30, _OID_DER[digest] + _NULL)
+    cert_der, issuer_serial = _certificate_parts(certificate)
+    certs = cert_der + b"".join(_certificate_parts(c)[0] for c in extra_certificates)
+    signer_info = _der(0x30, _der_integer(1) + issuer_serial + digest_alg + _der(0xA0, attrs_body)
+                       + _der(0x30, _OID_DER["rsa"] + _NULL) + _der(0x04, signature))
+    encap = _OID_DER["data"] + (_der(0xA0, _der(0x04, content)) if attached else b"")
+    signed_data = _der(0x30, _der_integer(1) + _der(0x31, digest_alg) + _der(0x30, encap) + _der(0xA0, certs)
+                       + _der(0x31, signer_info))
+    return _der(0x30, _OID_DER["signed_data"] + _der(0xA0, signed_data))
+
+
 def _build_signed_data(
     content: bytes,
     key: object,
@@ -119,6 +195,9 @@ def _build_signed_data(
         raise TypeError("content must be bytes")
     content = bytes(content)
     when = signing_time if signing_time is not None else datetime.now(UTC)
+    if isinstance(key, rsa.RSAPrivateKey):
+        return _build_signed_data_rsa(content, key, certificate, digest=digest, attached=attached,
+                                      extra_certificates=extra_certificates, when=when)
 
     signer_cert = asn1_x509.Certificate.load(certificate.public_bytes(serialization.Encoding.DER))
     certs = [signer_cert]
@@ -253,8 +332,8 @@ def _find_signer(sid: asn1_cms.SignerIdentifier, pairs: list[tuple]) -> x509.Cer
             tbs = asn1_cert["tbs_certificate"]
             if tbs["serial_number"].native != serial:
                 continue
-            # asn1crypto compares names after RFC 5280 string preparation; bytes as a fallback.
-            if tbs["issuer"] == issuer or tbs["issuer"].dump() == issuer.dump():
+            # Same bytes first (the usual case, and cheap); else asn1crypto's RFC 5280 name comparison.
+            if tbs["issuer"].dump() == issuer.dump() or tbs["issuer"] == issuer:
                 return crypto_cert
         return None
     if sid.name == "subject_key_identifier":

@@ -36,7 +36,7 @@ from .constants import (
     VERIFICA_SICUREZZA_ERRORE,
     Kind,
 )
-from .mime import MimeError, MimeNode, crlf, decode_text, walk_entity
+from .mime import MimeError, MimeNode, crlf, decode_text, parse_headers, split_entity, walk_entity
 from .smime import SignedParts, split_signed
 
 
@@ -77,6 +77,20 @@ class ParsedMessage:
     postacert: bytes | None = None
     line_ending: str = "crlf"
     problems: list[Problem] = field(default_factory=list)
+    _original_headers: Message | None = field(default=None, repr=False)
+    _original_read: bool = field(default=False, repr=False)
+
+    @property
+    def original_headers(self) -> Message | None:
+        """Header fields of the carried original (postacert.eml), parsed once; None when absent or unreadable."""
+        if not self._original_read:
+            self._original_read = True
+            if self.postacert is not None:
+                try:
+                    self._original_headers = parse_headers(split_entity(self.postacert)[0])
+                except MimeError:
+                    self._original_headers = None
+        return self._original_headers
 
     def header(self, name: str) -> str | None:
         """First value of a header field, by case-insensitive name, unfolded."""

@@ -86,7 +86,22 @@ def _verify_with(
         return False
 
 
+_SIGNED_BY_CACHE: dict[tuple[bytes, bytes], bool] = {}
+
+
 def _signed_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether `issuer`'s key signed `certificate` (remembered: a provider checks the same few pairs all day)."""
+    key = (certificate.fingerprint(hashes.SHA256()), issuer.fingerprint(hashes.SHA256()))
+    cached = _SIGNED_BY_CACHE.get(key)
+    if cached is None:
+        cached = _signed_by_uncached(certificate, issuer)
+        if len(_SIGNED_BY_CACHE) > 4096:
+            _SIGNED_BY_CACHE.clear()
+        _SIGNED_BY_CACHE[key] = cached
+    return cached
+
+
+def _signed_by_uncached(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
     if certificate.issuer != issuer.subject:
         return False
     try:

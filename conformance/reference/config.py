@@ -48,6 +48,7 @@ Example (every section but [provider], [signing] and [users] is optional)::
     ordinary_mail = "anomaly"                 # or "refuse" (decision D15)
     virus_scanner = "eicar"                   # or "clamd:/run/clamav/clamd.ctl"
     retention_months = 30
+    durability = "process"                    # or "power": fsync every commit and delivered message
     faults = []
 """
 
@@ -117,6 +118,9 @@ class ProviderConfig:
     virus_scanner: str = "eicar"
     retention_months: int = 30
     faults: list[str] = field(default_factory=list)
+    # "process": nothing acknowledged is lost when the process is killed; "power": also on a power cut
+    # (an fsync per commit and per delivered message).
+    durability: str = "process"
 
     def __post_init__(self) -> None:
         self.domains = [d.lower() for d in self.domains]
@@ -124,6 +128,8 @@ class ProviderConfig:
             self.service_address = f"{SERVICE_LOCAL_PART}@{self.domains[0]}"
         if not self.receipt_mailbox:
             self.receipt_mailbox = f"ricevute@{self.domains[0]}"
+        if self.durability not in ("process", "power"):
+            raise ConfigError("policy.durability must be 'process' or 'power'")
         if self.ordinary_mail not in ("anomaly", "refuse"):
             raise ConfigError("policy.ordinary_mail must be 'anomaly' or 'refuse'")
         if self.limits.max_recipients < DECREE_MIN_RECIPIENTS:
@@ -191,6 +197,7 @@ def load_config(path: Path) -> ProviderConfig:
             virus_scanner=policy.get("virus_scanner", "eicar"),
             retention_months=int(policy.get("retention_months", 30)),
             faults=list(policy.get("faults", [])),
+            durability=policy.get("durability", "process"),
         )
     except KeyError as exc:
         raise ConfigError(f"{path}: missing {exc}") from None

@@ -37,9 +37,10 @@ class MailboxFull(Exception):
 class Maildirs:
     """One Maildir per mailbox under a root: <root>/<address>/{tmp,new,cur}."""
 
-    def __init__(self, root: Path, quotas: dict[str, int] | None = None):
+    def __init__(self, root: Path, quotas: dict[str, int] | None = None, *, fsync: bool = False):
         self.root = Path(root)
         self.quotas = quotas or {}
+        self.fsync = fsync
 
     def path(self, address: str) -> Path:
         return self.root / address.lower()
@@ -60,7 +61,8 @@ class Maildirs:
         return total
 
     def deliver(self, address: str, data: bytes) -> Path:
-        """Write the message to tmp/, fsync, rename into new/ (the Maildir protocol); raise MailboxFull."""
+        """Write the message to tmp/, rename into new/ (the Maildir protocol; fsync first when the provider
+        is configured for power-cut durability); raise MailboxFull."""
         global _counter
         quota = self.quotas.get(address.lower(), 0)
         if quota and self.used(address) + len(data) > quota:
@@ -72,14 +74,16 @@ class Maildirs:
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if self.fsync:
+                os.fsync(fh.fileno())
         final = base / "new" / name
         os.rename(tmp, final)
-        dirfd = os.open(base / "new", os.O_RDONLY)
-        try:
-            os.fsync(dirfd)
-        finally:
-            os.close(dirfd)
+        if self.fsync:
+            dirfd = os.open(base / "new", os.O_RDONLY)
+            try:
+                os.fsync(dirfd)
+            finally:
+                os.close(dirfd)
         return final
 
     def messages(self, address: str) -> list[bytes]:

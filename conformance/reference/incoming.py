@@ -56,9 +56,13 @@ class InboundResult:
     virus_notices: list[ParsedMessage] = field(default_factory=list)
 
 
+# The validator's families that judge the form of a message; the signature was judged by verify_origin.
+_FORMAL_FAMILIES = ("structure.", "headers.", "daticert.")
+
+
 def formal_problem(msg: ParsedMessage, ctx: ValidationContext) -> str | None:
     """The first format FAIL the validator finds, as a short reason; None when the message is correct."""
-    result = validate_parsed(msg, ctx)
+    result = validate_parsed(msg, ctx, families=_FORMAL_FAMILIES)
     for f in result.findings:
         if f.verdict in (Verdict.FAIL, Verdict.ERROR) and any(r.startswith(_FORMAL_PREFIXES)
                                                               for r in f.requirements):
@@ -95,7 +99,7 @@ class IncomingPoint:
             origin.verified, origin.reason = False, "firma SHA-1 non accettata"
         verified = origin.verified
         problem = formal_problem(msg, self._context()) if verified else None
-        infected = p.scanner.scan(raw)
+        infected = p.scanner.scan(raw, msg.root)
 
         if service:
             self._service_notice(msg, verified and problem is None, service, out)

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from ..pec import build as b
 from ..pec.constants import Kind
 from ..pec.index import load_index
+from ..pec.parse import parse_message
 from .access import AccessPoint, Submission
 from .config import ConfigError, ProviderConfig, load_config
 from .delivery import DeliveryPoint, Maildirs
@@ -69,9 +70,11 @@ class ReferenceProvider:
                                  service_address=config.service_address, digest=config.digest,
                                  daticert_hook=self.faults.daticert_hook)
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(config.data_dir / "state.sqlite")
+        power = config.durability == "power"
+        self.store = Store(config.data_dir / "state.sqlite", fsync=power)
         self.store.purge(config.retention_months)
-        self.maildirs = Maildirs(config.data_dir / "maildir", {a: u.quota for a, u in config.users.items()})
+        self.maildirs = Maildirs(config.data_dir / "maildir", {a: u.quota for a, u in config.users.items()},
+                                 fsync=power)
         for address in config.users:
             self.maildirs.ensure(address)
         self.scanner = Scanner(config.virus_scanner)
@@ -163,15 +166,38 @@ class ReferenceProvider:
             for event, kind, who in result.events:
                 self.store.log(event, "in", kind=str(kind) if kind else None, sender=mail_from, recipients=who,
                                peer=peer, db=tx)
-        for identificativo, who, field in result.tracking:
-            self.store.record_receipt(identificativo, who, field, now)
-        self.transport.wake()
+            for identificativo, who, field in result.tracking:
+                self.store.record_receipt(identificativo, who, field, now, db=tx)
+        if result.outgoing or extra:
+            self.transport.wake()
         return "250 2.0.0 OK"
 
-    def local_delivery(self, mail_from: str, rcpts: list[str], data: bytes) -> None:
+    def local_delivery(self, mail_from: str, rcpts: list[str], data: bytes, kind: str | None = None) -> None:
+        """Our own domains: an envelope goes through our incoming and delivery points (GEN-10), a notice
+        to our service mailbox through the incoming point; our own notices to our own users go straight
+        into their mailboxes, as they were made."""
+        service = self.config.receipt_mailbox.lower()
+        users = [r for r in rcpts if r.lower() != service]
+        if kind != str(Kind.BUSTA_TRASPORTO) and users and len(users) == len(rcpts):
+            for user in users:
+                if self.config.users.get(user.lower()) is not None:
+                    self.delivery.deliver_unchanged(user.lower(), data)
+            self._track_own_notice(kind, data)
+            return
         reply = self.receive(mail_from, rcpts, data, peer="local")
         if not reply.startswith("250"):
             self.store.log("local-refused", "local", recipients=rcpts, detail=reply)
+
+    def _track_own_notice(self, kind: str | None, data: bytes) -> None:
+        """A receipt we issued for a message of our own users (same provider, GEN-10) also clears timers."""
+        field = {str(Kind.CONSEGNA_COMPLETA): "consegna_at", str(Kind.CONSEGNA_BREVE): "consegna_at",
+                 str(Kind.CONSEGNA_SINTETICA): "consegna_at", str(Kind.MANCATA_CONSEGNA): "closed",
+                 str(Kind.MANCATA_CONSEGNA_VIRUS): "closed"}.get(kind or "")
+        if field is None:
+            return
+        d = parse_message(data).daticert
+        if d is not None and d.consegna:
+            self.store.record_receipt(d.identificativo, [d.consegna], field, time.time())
 
     # ------------------------------------------------------------------ servers
     def _tls_context(self) -> ssl.SSLContext:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import struct
 
-from ..pec.mime import MimeError, walk_entity
+from ..pec.mime import MimeError, MimeNode, walk_entity
 
 EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 EICAR_NAME = "Eicar-Test-Signature"
@@ -23,20 +23,20 @@ class Scanner:
         self.spec = spec
         self.timeout = timeout
 
-    def scan(self, raw: bytes) -> str | None:
-        """The name of the virus found, or None when the message is clean."""
+    def scan(self, raw: bytes, root: MimeNode | None = None) -> str | None:
+        """The name of the virus found, or None when the message is clean (`root`: the message already cut)."""
         if self.spec.startswith("clamd:"):
             return self._clamd(raw, self.spec.removeprefix("clamd:"))
-        return EICAR_NAME if self._eicar(raw) else None
+        return EICAR_NAME if self._eicar(raw, root=root) else None
 
     @staticmethod
-    def _eicar(raw: bytes, depth: int = 0) -> bool:
+    def _eicar(raw: bytes, depth: int = 0, root: MimeNode | None = None) -> bool:
         if EICAR in raw:
             return True
         if depth > 8:
             return False
         try:
-            root = walk_entity(raw)
+            root = root or walk_entity(raw)
         except MimeError:
             return False
         for leaf in root.leaves():
