@@ -56,7 +56,7 @@ def _has(msg: ParsedMessage) -> bool:
 @check("daticert.readable", ["FMT-07", "FMT-23"])
 def check_readable(msg: ParsedMessage, ctx: ValidationContext):
     """daticert.xml is well-formed XML read without DTD loading or entity expansion."""
-    if msg.daticert_node is None:
+    if msg.daticert_node is None and msg.daticert is None:
         return
     problems = [p for p in msg.problems if p.what == "daticert"]
     if problems:
@@ -64,8 +64,9 @@ def check_readable(msg: ParsedMessage, ctx: ValidationContext):
         return
     d = msg.daticert
     if d is not None and d.declares_entities:
-        yield warned("FMT-23", "daticert declares entities in a DOCTYPE; they were not expanded",
-                     actual="<!ENTITY ...>")
+        # The certification-data structure declares no entity: declarations are hostile or broken input.
+        yield failed(("FMT-07", "FMT-23"), "daticert declares entities in a DOCTYPE (not expanded, not fetched)",
+                     expected="no entity declarations", actual="<!ENTITY ...>")
     elif d is not None and d.has_doctype:
         yield info("FMT-23", "daticert carries a DOCTYPE; it was neither loaded nor fetched")
 

@@ -89,6 +89,7 @@ def check_text_part(msg: ParsedMessage, ctx: ValidationContext):
                          actual=f"{leaf.transfer_encoding}, {leaf.disposition or 'no disposition'}")
 
 
+_EIGHT_BIT = re.compile(rb"[\x80-\xff]")
 _ACTIVE = re.compile(
     r"<\s*(script|object|embed|applet|iframe|link|img|audio|video|source|style)\b"
     r"|\bon[a-z]+\s*=|\bsrc\s*=|url\s*\(|cid:|javascript:|@import|\bhref\s*=\s*[\"']?(?!mailto:)",
@@ -119,7 +120,7 @@ def check_seven_bit(msg: ParsedMessage, ctx: ValidationContext):
     for leaf in msg.body.leaves():
         if leaf is msg.postacert_node:
             continue  # the original travels unmodified (ENV-12); its encoding is the client's
-        if leaf.transfer_encoding not in ("base64", "quoted-printable") and any(b > 127 for b in leaf.body):
+        if leaf.transfer_encoding not in ("base64", "quoted-printable") and _EIGHT_BIT.search(leaf.body):
             bad.append(f"{leaf.content_type} ({leaf.transfer_encoding})")
     if bad:
         yield failed("FMT-02", "parts with 8-bit octets are not transfer-encoded", expected="quoted-printable or "

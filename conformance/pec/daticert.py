@@ -166,13 +166,29 @@ def parse_tree(data: bytes) -> etree._Element:
         raise DatiCertError(f"not well-formed XML: {exc}") from None
     if root is None:
         raise DatiCertError("empty XML document")
+    _drop_entity_references(root)
     return root
+
+
+def _drop_entity_references(root: etree._Element) -> None:
+    """Remove unexpanded entity references (kept as nodes since entities are never resolved), keeping
+    the text around them: they neither reach a field's value nor confuse the schema validator."""
+    for ref in list(root.iter(etree.Entity)):
+        parent = ref.getparent()
+        if parent is None:
+            continue
+        tail = ref.tail or ""
+        previous = ref.getprevious()
+        if previous is not None:
+            previous.tail = (previous.tail or "") + tail
+        else:
+            parent.text = (parent.text or "") + tail
+        parent.remove(ref)
 
 
 def _text(el: etree._Element | None) -> str | None:
     if el is None:
         return None
-    # Entity references left unexpanded are dropped from the text rather than followed.
     return "".join(t for t in el.itertext()).strip()
 
 

@@ -132,25 +132,28 @@ def attachment_part(content_type: str, name: str, data: bytes, *, disposition: s
 # Walking
 
 
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+
+
+def _body_start(src: bytes, start: int, end: int) -> int:
+    """Offset just after the empty line that ends the header block of the entity src[start:end]."""
+    m = _BLANK_LINE.search(src, start, end)
+    return end if m is None else m.end()
+
+
 def split_entity(raw: bytes) -> tuple[bytes, bytes]:
     """Split at the first empty line (CRLF or bare LF); returns (header block incl. its end, body)."""
-    m = re.search(rb"\r?\n\r?\n", raw)
-    if m is None:
-        return raw, b""
-    return raw[: m.end()], raw[m.end():]
+    at = _body_start(raw, 0, len(raw))
+    return raw[:at], raw[at:]
 
 
-def header_lines_too_long(header_block: bytes) -> int:
-    """Length of the longest physical header line, to bound what the parser is fed."""
-    longest = 0
-    start = 0
-    while True:
-        nl = header_block.find(b"\n", start)
-        end = len(header_block) if nl < 0 else nl
-        longest = max(longest, end - start)
-        if nl < 0:
-            return longest
-        start = nl + 1
+_LONG_LINE = re.compile(rb"[^\n]{%d}" % (MAX_HEADER_LINE + 1))
+MAX_HEADER_FIELDS = 10_000
+
+
+def header_lines_too_long(header_block: bytes) -> bool:
+    """Whether a physical header line exceeds the bound (checked in C: the block may be huge)."""
+    return _LONG_LINE.search(header_block) is not None
 
 
 _FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")
@@ -163,8 +166,10 @@ def parse_headers(header_block: bytes) -> Message:
     returned object is the stdlib's, so the field accessors are the standard ones. Parsing stops
     at the first line that is neither a field nor a continuation, as the stdlib does.
     """
-    if header_lines_too_long(header_block) > MAX_HEADER_LINE:
+    if header_lines_too_long(header_block):
         raise MimeError(f"a header line is longer than {MAX_HEADER_LINE} bytes")
+    if header_block.count(b"\n") > MAX_HEADER_FIELDS * 4:
+        raise MimeError(f"more than {MAX_HEADER_FIELDS} header lines")
     text = header_block.decode("ascii", "surrogateescape")
     fields: list[tuple[str, str]] = []
     name: str | None = None
@@ -185,6 +190,8 @@ def parse_headers(header_block: bytes) -> Message:
         if not sep or not _FIELD_NAME.fullmatch(head.rstrip(" \t")):
             break
         name, value = head.rstrip(" \t"), [rest.lstrip(" \t")]
+        if len(fields) >= MAX_HEADER_FIELDS:
+            raise MimeError(f"more than {MAX_HEADER_FIELDS} header fields")
     if name is not None:
         fields.append((name, "".join(value).rstrip("\r\n")))
     msg = Message(policy=compat32)
@@ -202,8 +209,10 @@ def decode_text(value: str | None) -> str:
         return str(value)
 
 
-def split_multipart(body: bytes, boundary: str) -> tuple[list[tuple[int, int]], bool]:
-    """Offsets (start, end) of each body part inside `body`, and whether the close delimiter was found.
+def split_multipart(body: bytes, boundary: str, begin: int = 0,
+                    end: int | None = None) -> tuple[list[tuple[int, int]], bool]:
+    """Offsets (start, end) of each body part inside `body[begin:end]` (offsets into `body`), and whether
+    the close delimiter was found.
 
     A part runs from just after its delimiter line to just before the line end that precedes the
     next delimiter line (RFC 2046 section 5.1.1): exactly the bytes S/MIME signs.
@@ -211,15 +220,15 @@ def split_multipart(body: bytes, boundary: str) -> tuple[list[tuple[int, int]], 
     delim = b"--" + boundary.encode("ascii", "replace")
     spans: list[tuple[int, int]] = []
     start: int | None = None
-    pos = 0
-    n = len(body)
+    pos = begin
+    n = len(body) if end is None else end
     while True:
-        at = body.find(delim, pos)
+        at = body.find(delim, pos, n)
         if at < 0:
             return spans, False
         pos = at + len(delim)
         # A delimiter starts a line: at the very beginning or right after LF.
-        if at != 0 and body[at - 1:at] != b"\n":
+        if at != begin and body[at - 1:at] != b"\n":
             continue
         closing = body[pos:pos + 2] == b"--"
         after = pos + 2 if closing else pos
@@ -248,14 +257,34 @@ def split_multipart(body: bytes, boundary: str) -> tuple[list[tuple[int, int]], 
 
 @dataclass
 class MimeNode:
-    """One MIME entity cut from raw bytes, with its parsed header fields."""
+    """One MIME entity of a message, with its parsed header fields.
 
-    raw: bytes
+    Every node points into the one buffer of the whole message (`src`, offsets): a 40 MB attachment is
+    not copied once per MIME level; `raw` and `body` are cut when asked for.
+    """
+
+    src: bytes
+    start: int
+    body_start: int
+    end: int
     headers: Message
-    body: bytes
     depth: int
     children: list[MimeNode] = field(default_factory=list)
     closed: bool = True
+
+    @property
+    def raw(self) -> bytes:
+        if self.start == 0 and self.end == len(self.src):
+            return self.src
+        return self.src[self.start:self.end]
+
+    @property
+    def body(self) -> bytes:
+        return self.src[self.body_start:self.end]
+
+    @property
+    def body_size(self) -> int:
+        return self.end - self.body_start
 
     @cached_property
     def content_type(self) -> str:
@@ -342,15 +371,19 @@ class MimeNode:
 
 def walk_entity(raw: bytes, depth: int = 0) -> MimeNode:
     """Cut an entity and, for multiparts, its children recursively (message/rfc822 stays a leaf)."""
+    return _walk(raw, 0, len(raw), depth)
+
+
+def _walk(src: bytes, start: int, end: int, depth: int) -> MimeNode:
     if depth > MAX_MIME_DEPTH:
         raise MimeError(f"MIME nesting deeper than {MAX_MIME_DEPTH}")
-    header_block, body = split_entity(raw)
-    headers = parse_headers(header_block)
-    node = MimeNode(raw=raw, headers=headers, body=body, depth=depth)
+    body_start = _body_start(src, start, end)
+    headers = parse_headers(src[start:body_start])
+    node = MimeNode(src=src, start=start, body_start=body_start, end=end, headers=headers, depth=depth)
     if node.maintype == "multipart":
         boundary = headers.get_boundary()
         if boundary:
-            spans, closed = split_multipart(body, boundary)
+            spans, closed = split_multipart(src, boundary, body_start, end)
             node.closed = closed
-            node.children = [walk_entity(body[s:e], depth + 1) for s, e in spans]
+            node.children = [_walk(src, s, e, depth + 1) for s, e in spans]
     return node

@@ -31,13 +31,16 @@ __all__ = [
     "ProviderSpec",
     "build_crl",
     "generate_ca",
+    "issue_counterpart_forgery_certificates",
     "issue_index_signer",
     "issue_provider_certificate",
     "issue_tls_server_certificate",
+    "load_forgery_material",
     "load_pki_directory",
     "make_provider",
     "private_key_pem",
     "revoke_in_directory",
+    "write_forgery_material",
     "write_pki_directory",
 ]
 
@@ -679,3 +682,138 @@ def issue_tls_server_certificate(
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
     )
     return key, builder.sign(ca.key, hashes.SHA256())
+
+
+# --------------------------------------------------------------------------- counterpart forgeries
+
+FORGERY_KINDS = ("expired", "not-yet-valid", "revoked", "foreign")
+# The forgery certificates that chain to the test CA; they join the provider's index record (below).
+_INDEXED_FORGERIES = ("expired", "not-yet-valid", "revoked")
+
+
+def issue_counterpart_forgery_certificates(
+    ca: CertificateAuthority, provider_name: str, service_address: str, *, now: datetime | None = None
+) -> dict[str, tuple[Any, x509.Certificate]]:
+    """Signing keys a counterpart uses to forge envelopes a target must not trust (RIC-05..07, SIG-*).
+
+    - ``expired``: issued by `ca`, validity ended a day before `now`;
+    - ``not-yet-valid``: issued by `ca`, validity starts thirty days after `now`;
+    - ``revoked``: issued by `ca` and valid; the caller lists its serial in a CRL (:func:`build_crl`);
+    - ``foreign``: issued by a fresh CA of its own, trusted by nobody and in no index.
+
+    Every certificate has the provider's name and service address, so only the tested property differs.
+    """
+    moment = _now(now)
+    foreign_ca = generate_ca(f"Foreign Test CA for {provider_name}", now=moment)
+    return {
+        "expired": issue_provider_certificate(ca, provider_name, service_address,
+                                              not_before=moment - timedelta(days=400),
+                                              not_after=moment - timedelta(days=1)),
+        "not-yet-valid": issue_provider_certificate(ca, provider_name, service_address,
+                                                    not_before=moment + timedelta(days=30),
+                                                    not_after=moment + timedelta(days=395)),
+        "revoked": issue_provider_certificate(ca, provider_name, service_address,
+                                              not_before=moment - timedelta(hours=1)),
+        "foreign": issue_provider_certificate(foreign_ca, provider_name, service_address,
+                                              not_before=moment - timedelta(hours=1)),
+    }
+
+
+def _add_index_certificates(layout: PkiLayout, provider_name: str, certificates: Sequence[x509.Certificate]) -> None:
+    """Add certificates to the provider's main record (a renewal overlap, §4.5) and re-sign the index."""
+    import dataclasses
+
+    ders = [c.public_bytes(serialization.Encoding.DER) for c in certificates]
+    records = []
+    for record in layout.index.records:
+        if record.provider_name == provider_name and record.is_main:
+            extra = [d for d in ders if d not in record.certificates]
+            record = dataclasses.replace(
+                record,
+                certificates=(*record.certificates, *extra),
+                certificate_hashes=(*record.certificate_hashes, *(pec_index.certificate_hash(d) for d in extra)),
+            )
+        records.append(record)
+    ldif_bytes = pec_index.write_ldif(records)
+    p7m = pec_index.sign_index(ldif_bytes, layout.index_signer_key, layout.index_signer_certificate)
+    paths = {name: layout.directory / rel for name, rel in _REL_PATHS.items()}
+    _write(paths["index_ldif"], ldif_bytes)
+    _write(paths["index_p7m"], p7m)
+    layout.index = pec_index.parse_ldif(ldif_bytes)
+    layout.index_ldif = ldif_bytes
+    layout.index_p7m = p7m
+    layout.signed_index = pec_index.open_signed_index(p7m, trusted_signer=layout.index_signer_certificate)
+
+
+def write_forgery_material(
+    directory: Path, layout: PkiLayout, provider_name: str, *, now: datetime | None = None,
+    in_index: bool = True,
+) -> dict[str, Path]:
+    """Write the counterpart's forgery keys under ``<directory>/forgery/<slug>/<kind>/{cert,key}.pem``.
+
+    The ``revoked`` serial is added to ``ca/crl.pem`` (re-signed by the CA, as :func:`revoke_in_directory`
+    does). With `in_index` (the default) the expired, not-yet-valid and revoked certificates are added
+    to the provider's index record as further ``providerCertificate`` values, and the index LDIF and
+    ``.p7m`` are rewritten: a target then reaches the validity and revocation tests instead of stopping
+    at the origin test. The foreign certificate is never in the index. `layout` (the directory as
+    written or loaded) is updated in place (``crl``, ``index``...). Returns the paths by name: each
+    kind's directory (holding ``cert.pem`` and ``key.pem``), ``crl`` and ``manifest`` (``forgery.json``).
+    Run it before a target loads its CRL and index.
+    """
+    directory = Path(directory)
+    moment = _now(now)
+    cred = layout.provider(provider_name)
+    slug = next(pf.slug for c, pf in zip(layout.providers, layout.provider_files, strict=True)
+                if c.provider_name == provider_name)
+    material = issue_counterpart_forgery_certificates(layout.ca, provider_name, cred.service_address, now=moment)
+    base = directory / "forgery" / slug
+    paths: dict[str, Path] = {}
+    entries: dict[str, dict[str, str]] = {}
+    for kind, (key, cert) in material.items():
+        _write(base / kind / "cert.pem", _certificate_pem(cert))
+        _write(base / kind / "key.pem", private_key_pem(key), secret=True)
+        paths[kind] = base / kind
+        entries[kind] = {"serial": str(cert.serial_number), "subject": cert.subject.rfc4514_string(),
+                         "issuer": cert.issuer.rfc4514_string(),
+                         "not_before": cert.not_valid_before_utc.isoformat(),
+                         "not_after": cert.not_valid_after_utc.isoformat(),
+                         "sha1": pec_index.certificate_hash(cert.public_bytes(serialization.Encoding.DER)),
+                         "in_index": str(in_index and kind in _INDEXED_FORGERIES).lower()}
+    serial = revoke_in_directory(directory, material["revoked"][1].serial_number, now=moment)
+    paths["crl"] = directory / _REL_PATHS["crl"]
+    layout.crl = x509.load_pem_x509_crl(paths["crl"].read_bytes())
+
+    serials_path = directory / _REL_PATHS["serials"]
+    try:
+        serials = json.loads(serials_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        serials = {}
+    for kind, (_, cert) in material.items():
+        if kind != "foreign":  # serials of this CA only
+            serials[str(cert.serial_number)] = {"subject": cert.subject.rfc4514_string(),
+                                                "path": (base / kind / "cert.pem").relative_to(directory).as_posix(),
+                                                "forgery": kind}
+    _write_json(serials_path, serials)
+
+    if in_index:
+        _add_index_certificates(layout, provider_name, [material[k][1] for k in _INDEXED_FORGERIES])
+    paths["manifest"] = base / "forgery.json"
+    _write_json(paths["manifest"], {"provider": provider_name, "created": moment.isoformat(),
+                                    "revoked_serial": str(serial), "certificates": entries})
+    return paths
+
+
+def load_forgery_material(directory: Path, provider_name: str) -> dict[str, tuple[Any, x509.Certificate]]:
+    """Read back what :func:`write_forgery_material` wrote: kind -> (key, certificate)."""
+    directory = Path(directory)
+    manifest = _read_manifest(directory)
+    slug = next((p["slug"] for p in manifest["providers"] if p["name"] == provider_name), None)
+    if slug is None:
+        raise KeyError(provider_name)
+    base = directory / "forgery" / slug
+    out: dict[str, tuple[Any, x509.Certificate]] = {}
+    for kind in FORGERY_KINDS:
+        cert_path, key_path = base / kind / "cert.pem", base / kind / "key.pem"
+        if cert_path.exists() and key_path.exists():
+            out[kind] = (_load_key(key_path), x509.load_pem_x509_certificate(cert_path.read_bytes()))
+    return out

@@ -1,0 +1,151 @@
+"""Target profile: how the suite reaches the provider under test and what that provider declares.
+
+TOML, checked against `schemas/profile.schema.json`. Passwords never appear in the file: each
+mailbox names the environment variable that holds its password. Example::
+
+    name = "Gestore Esempio S.p.A."
+    domains = ["pec.esempio.it"]
+    service_address = "posta-certificata@pec.esempio.it"
+    receipt_mailbox = "ricevute@pec.esempio.it"
+
+    [access]                       # submission: STARTTLS (or implicit TLS) and AUTH
+    host = "smtp.pec.esempio.it"
+    port = 587
+    tls = "starttls"
+
+    [incoming]                     # where other providers deliver
+    host = "mx.pec.esempio.it"
+    port = 25
+
+    [[mailboxes]]
+    address = "utente1@pec.esempio.it"
+    password_env = "PEC_UTENTE1_PASSWORD"
+    url = "imaps://utente1%40pec.esempio.it@imap.pec.esempio.it:993/INBOX"
+
+    [trust]
+    ca = "ca.pem"                  # trusted for the target's TLS and its signing certificate
+    certificate = "target-signing.pem"
+
+    [counterpart]                  # where the target delivers mail for the counterpart's domain
+    host = "127.0.0.1"
+    port = 2626
+    domain = "pec.controparte.test"
+
+    [timers]                       # the deployment's own durations, in seconds
+    preavviso = 43200
+    timeout = 86400
+    window_start = 79200
+
+    [capabilities]
+    ordinary_mail = "anomaly"      # or "refuse" (decision D15)
+    sender_mismatch = "smtp"       # or "notice" (decision D14)
+    max_recipients = 50
+    max_total_size = 30000000
+    max_message_size = 100000000
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+
+
+class ProfileError(ValueError):
+    pass
+
+
+@dataclass
+class Mailbox:
+    address: str
+    url: str
+    password_env: str | None = None
+    password: str | None = field(default=None, repr=False)  # the built-in target sets it directly
+
+    def secret(self) -> str | None:
+        if self.password is not None:
+            return self.password
+        if self.password_env:
+            return os.environ.get(self.password_env)
+        return None
+
+
+@dataclass
+class TargetProfile:
+    name: str
+    domains: list[str]
+    service_address: str
+    receipt_mailbox: str
+    access: tuple[str, int]
+    access_tls: str
+    incoming: tuple[str, int]
+    mailboxes: list[Mailbox]
+    timers: dict[str, float]
+    capabilities: dict[str, object]
+    ca_file: Path | None = None
+    signing_certificate: Path | None = None
+    counterpart_listen: tuple[str, int] = ("127.0.0.1", 0)
+    counterpart_domain: str = "pec.controparte.test"
+    ordinary_listen: tuple[str, int] = ("127.0.0.1", 0)
+    ordinary_domain: str = "esterno.test"
+    kind: str = "profile"
+    source: Path | None = None
+
+    def mailbox(self, index: int) -> Mailbox:
+        return self.mailboxes[index]
+
+    def capability(self, name: str, default=None):
+        return self.capabilities.get(name, default)
+
+    def describe(self) -> dict:
+        """What a report may show: no password, no environment variable values."""
+        return {"name": self.name, "kind": self.kind, "profile": str(self.source) if self.source else None,
+                "domains": list(self.domains), "capabilities": dict(self.capabilities)}
+
+
+def _schema() -> dict:
+    return json.loads(resources.files("conformance").joinpath("schemas", "profile.schema.json").read_text())
+
+
+def load_profile(path: Path) -> TargetProfile:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ProfileError(f"{path}: {exc}") from None
+    errors = sorted(jsonschema.Draft202012Validator(_schema()).iter_errors(data), key=lambda e: list(e.path))
+    if errors:
+        raise ProfileError(f"{path}: " + "; ".join(f"{'/'.join(map(str, e.path)) or '(top)'}: {e.message}"
+                                                   for e in errors[:5]))
+    base = path.parent
+
+    def rel(value: str | None) -> Path | None:
+        return None if value is None else (base / value).resolve()
+
+    counterpart = data.get("counterpart", {})
+    ordinary = data.get("ordinary", {})
+    return TargetProfile(
+        name=data["name"],
+        domains=[d.lower() for d in data["domains"]],
+        service_address=data.get("service_address", f"posta-certificata@{data['domains'][0]}"),
+        receipt_mailbox=data.get("receipt_mailbox", f"ricevute@{data['domains'][0]}"),
+        access=(data["access"]["host"], int(data["access"]["port"])),
+        access_tls=data["access"].get("tls", "starttls"),
+        incoming=(data["incoming"]["host"], int(data["incoming"]["port"])),
+        mailboxes=[Mailbox(m["address"].lower(), m["url"], m.get("password_env")) for m in data["mailboxes"]],
+        timers={k: float(v) for k, v in data.get("timers", {}).items()},
+        capabilities=dict(data.get("capabilities", {})),
+        ca_file=rel(data.get("trust", {}).get("ca")),
+        signing_certificate=rel(data.get("trust", {}).get("certificate")),
+        counterpart_listen=(counterpart.get("host", "127.0.0.1"), int(counterpart.get("port", 0))),
+        counterpart_domain=counterpart.get("domain", "pec.controparte.test"),
+        ordinary_listen=(ordinary.get("host", "127.0.0.1"), int(ordinary.get("port", 0))),
+        ordinary_domain=ordinary.get("domain", "esterno.test"),
+        kind="profile",
+        source=path,
+    )
