@@ -6,9 +6,10 @@ The messages are the 14 sample kinds (`conformance.pec.samples`), each validated
 `check(raw, ctx)` with a context holding the providers index, the test CA and its CRL. The floor is
 the least any validator must do per message, on the same messages: parse the header and MIME tree
 with the stdlib (`email.message_from_bytes`, compat32), verify one RSA PKCS#1 v1.5 / SHA-256
-signature over the signed attributes with cryptography, and parse the daticert with lxml. Everything
-the floor needs (the signed-attribute bytes re-tagged as SET, the signature value, the certificate,
-the decoded daticert) is extracted with asn1crypto before the clock starts. See bench/README.md.
+signature over the signed attributes with cryptography, and parse the daticert with lxml, starting
+from the raw bytes (finding and decoding the signature and the daticert is part of the minimum). A
+second figure, "bare primitives", times the three operations alone on inputs extracted before the
+clock starts, as a lower bound. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -83,6 +84,23 @@ def floor_input(raw: bytes) -> FloorInput:
 _XML_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
 
 
+def floor_from_raw(raw: bytes) -> None:
+    """The same minimum, from the raw bytes: what a validator must at least do to reach the three
+    operations (find the signature and the daticert in the parsed tree, decode them, read the CMS)."""
+    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    parts = msg.get_payload()
+    signature = parts[1].get_payload(decode=True)
+    signer_info = asn1_cms.ContentInfo.load(signature)["content"]["signer_infos"][0]
+    attrs = bytearray(signer_info["signed_attrs"].dump())
+    attrs[0] = 0x31
+    certificate = x509.load_der_x509_certificate(
+        asn1_cms.ContentInfo.load(signature)["content"]["certificates"][0].chosen.dump())
+    certificate.public_key().verify(signer_info["signature"].native, bytes(attrs), PKCS1v15(), hashes.SHA256())
+    for part in parts[0].walk():
+        if (part.get_filename() or "").lower() == "daticert.xml":
+            etree.fromstring(part.get_payload(decode=True), _XML_PARSER)
+
+
 def floor_one(item: FloorInput) -> None:
     email.message_from_bytes(item.raw, policy=email.policy.compat32)
     item.certificate.public_key().verify(item.signature, item.signed_attrs, PKCS1v15(), hashes.SHA256())
@@ -150,13 +168,17 @@ def main(argv: list[str] | None = None) -> int:
 
     count = len(messages) * args.rounds
     # Interleaved repeats, best of each: other load on the machine only ever makes a loop slower.
-    validator_runs, floor_runs = [], []
+    for raw in messages:
+        floor_from_raw(raw)
+    validator_runs, floor_runs, bare_runs = [], [], []
     for _ in range(args.repeat):
         validator_runs.append(timed(lambda raw: check(raw, ctx), messages, args.rounds))
-        floor_runs.append(timed(floor_one, floor_items, args.rounds))
-    validator_s, floor_s = min(validator_runs), min(floor_runs)
+        floor_runs.append(timed(floor_from_raw, messages, args.rounds))
+        bare_runs.append(timed(floor_one, floor_items, args.rounds))
+    validator_s, floor_s, bare_s = min(validator_runs), min(floor_runs), min(bare_runs)
     validator_rate = count / validator_s
     floor_rate = count / floor_s
+    bare_rate = count / bare_s
     ratio = validator_rate / floor_rate
     peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
@@ -165,8 +187,12 @@ def main(argv: list[str] | None = None) -> int:
           f"{sizes[0]}-{sizes[-1]} bytes each), single thread, {pinned}; best of {args.repeat} timings")
     print(f"validator         {validator_s:8.3f} s  {validator_rate:9.1f} msg/s  "
           f"({1000 * validator_s / count:.3f} ms/msg)")
-    print(f"floor             {floor_s:8.3f} s  {floor_rate:9.1f} msg/s  ({1000 * floor_s / count:.3f} ms/msg)")
-    print(f"ratio             validator/floor = {ratio:.3f} (1/{1 / ratio:.1f})")
+    print(f"floor             {floor_s:8.3f} s  {floor_rate:9.1f} msg/s  ({1000 * floor_s / count:.3f} ms/msg)"
+          "  from the raw bytes: stdlib parse, signature and daticert found and decoded, one verify, one lxml parse")
+    print(f"bare primitives   {bare_s:8.3f} s  {bare_rate:9.1f} msg/s  ({1000 * bare_s / count:.3f} ms/msg)"
+          "  the three operations alone on inputs extracted before the clock starts")
+    print(f"ratio             validator/floor = {ratio:.3f} (1/{1 / ratio:.1f}); "
+          f"validator/bare primitives = {validator_rate / bare_rate:.3f}")
     print(f"peak RSS          {peak_rss_mib:.1f} MiB")
     print(f"versions          {versions()}")
     rate_ok, ratio_ok = validator_rate >= GOAL_RATE, ratio >= GOAL_RATIO

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from email.utils import getaddresses
 
 from ..pec import daticert as dc
 from ..pec.constants import (
@@ -226,7 +225,7 @@ def check_destinatari(msg: ParsedMessage, ctx: ValidationContext):
     if any(r.tipo_defaulted for r in d.destinatari):
         yield info("FMT-10", "destinatari without tipo read as certificato (DTD default)")
     if msg.kind is Kind.BUSTA_TRASPORTO:
-        headers = {a.lower() for _, a in getaddresses(msg.header_all("to") + msg.header_all("cc")) if a}
+        headers = set(msg.addresses("to", "cc"))
         listed = {r.address.lower() for r in d.destinatari}
         if headers != listed:
             yield failed(("MUL-08", "GEN-02"), "destinatari differ from the envelope's To and Cc",

@@ -25,7 +25,7 @@ class Verdict(StrEnum):
     REVIEW = "REVIEW"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Finding:
     requirements: tuple[str, ...]
     verdict: Verdict

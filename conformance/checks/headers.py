@@ -178,7 +178,7 @@ def check_to(msg: ParsedMessage, ctx: ValidationContext):
     """User notices go to the original sender; presa in carico and rilevazione virus to a mailReceipt."""
     if not _pec(msg.kind) or msg.kind in _ENVELOPES or msg.daticert is None:
         return
-    to = [a.lower() for _, a in getaddresses(msg.header_all("to")) if a]
+    to = msg.addresses("to")
     sender = msg.daticert.mittente.lower()
     req = HEADER_REQ[msg.kind]
     if msg.kind in TO_PROVIDER_KINDS:
@@ -339,7 +339,7 @@ def check_sender(msg: ParsedMessage, ctx: ValidationContext):
     sender = msg.header("sender")
     if sender is None:
         return
-    if parseaddr(sender)[1].lower() != parseaddr(msg.header("from") or "")[1].lower():
+    if parseaddr(sender)[1].lower() != msg.address("from"):
         yield failed("ENV-06", "Sender differs from From", expected=msg.header("from"), actual=sender,
                      decision="D13")
     else:
@@ -374,7 +374,7 @@ def check_inherited(msg: ParsedMessage, ctx: ValidationContext):
     if msg.kind in _ENVELOPES:
         req = "ENV-01" if msg.kind is Kind.BUSTA_TRASPORTO else "ANO-03"
         for name in ("to", "cc"):
-            outer = sorted(a.lower() for _, a in getaddresses(msg.header_all(name)) if a)
+            outer = sorted(msg.addresses(name))
             carried = sorted(a.lower() for _, a in getaddresses([str(v) for v in inner.get_all(name) or []]) if a)
             if outer != carried:
                 yield failed(req, f"{name.title()} differs from the carried message", expected=", ".join(carried),

@@ -8,7 +8,6 @@ content digest are always verified.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from email.utils import parseaddr
 
 from cryptography.hazmat.primitives import serialization
 
@@ -119,7 +118,7 @@ def check_from_certificate(msg: ParsedMessage, ctx: ValidationContext):
     cert = msg.signature.verification.signer_certificate if msg.signature else None
     if cert is None or not _pec(msg):
         return
-    address = parseaddr(msg.header("from") or "")[1].lower()
+    address = msg.address("from")
     emails = [e.lower() for e in trust.certificate_emails(cert)]
     if address not in emails:
         yield failed("SIG-03", "From address is not the certificate's e-mail address",
@@ -208,7 +207,7 @@ def check_index(msg: ParsedMessage, ctx: ValidationContext):
                      actual=certificate_hash(der))
         return
     yield passed(("RIC-05", "IDX-10"), f"signer is {records[0].provider_name} in the index", decision="D4")
-    domain = parseaddr(msg.header("from") or "")[1].rpartition("@")[2].lower()
+    domain = msg.address("from").rpartition("@")[2]
     managed = {d.lower() for r in records for d in r.managed_domains}
     if domain not in managed:
         yield warned(("SIG-15", "IDX-14"), "From domain is not a managed domain of the signer's record",

@@ -42,11 +42,16 @@ class ValidationResult:
         }
 
 
+_LEVELS: dict[str, str] = {}
+
+
 def _level(requirements: tuple[str, ...]) -> str:
-    catalogue = load_catalogue()
+    if not _LEVELS:
+        _LEVELS.update({r.id: r.level for r in load_catalogue()})
     for rid in requirements:
-        if rid in catalogue:
-            return catalogue.get(rid).level
+        level = _LEVELS.get(rid)
+        if level is not None:
+            return level
     return ""
 
 
@@ -70,7 +75,8 @@ def validate_parsed(msg: ParsedMessage, context: ValidationContext | None = None
             continue
         try:
             for finding in spec.func(msg, ctx):
-                result.findings.append(replace(finding, check=spec.name, level=_level(finding.requirements)))
+                finding.check, finding.level = spec.name, _level(finding.requirements)
+                result.findings.append(finding)
         except Exception as exc:  # a check must never take the validator down with it
             result.findings.append(
                 replace(errored(spec.requirements[:1], f"check crashed: {exc!r}"), check=spec.name,

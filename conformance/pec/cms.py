@@ -306,6 +306,19 @@ def sign_attached(
 # --------------------------------------------------------------------------- verification
 
 
+_LOADED: dict[bytes, x509.Certificate] = {}
+
+
+def _load_der_certificate(der: bytes) -> x509.Certificate:
+    """The same provider certificate arrives in every message: parse it once."""
+    cert = _LOADED.get(der)
+    if cert is None:
+        if len(_LOADED) > 1024:
+            _LOADED.clear()
+        cert = _LOADED[der] = x509.load_der_x509_certificate(der)
+    return cert
+
+
 def _load_certificates(signed_data: asn1_cms.SignedData, result: CmsVerification) -> list[tuple]:
     """Return (cryptography cert, asn1crypto cert) pairs; skip what cannot be parsed."""
     pairs: list[tuple] = []
@@ -317,8 +330,7 @@ def _load_certificates(signed_data: asn1_cms.SignedData, result: CmsVerification
             continue  # attribute / other certificate formats are not used by S/MIME signers
         try:
             asn1_cert = choice.chosen
-            der = asn1_cert.dump()
-            pairs.append((x509.load_der_x509_certificate(der), asn1_cert))
+            pairs.append((_load_der_certificate(asn1_cert.dump()), asn1_cert))
         except Exception as exc:  # one bad certificate must not hide the others
             result.errors.append(f"unparsable certificate in SignedData: {exc}")
     return pairs
@@ -425,7 +437,201 @@ def _verify_signature(
         raise ValueError(f"unsupported signature algorithm {sig_name}")
 
 
+# ---- fast path for the common shape (one RSA PKCS#1 v1.5 signer, issuerAndSerialNumber, signed
+# attributes, DER): read the TLVs directly; anything else falls back to the asn1crypto path below.
+
+_RSA_SIGNATURE_OIDS = {
+    bytes.fromhex("2a864886f70d010101"): None,  # rsaEncryption: the digest algorithm decides
+    bytes.fromhex("2a864886f70d010105"): "sha1",
+    bytes.fromhex("2a864886f70d01010b"): "sha256",
+    bytes.fromhex("2a864886f70d01010c"): "sha384",
+    bytes.fromhex("2a864886f70d01010d"): "sha512",
+}
+_DIGEST_OIDS = {_OID_DER[name][2:]: name for name in ("sha1", "sha256", "sha384", "sha512")}
+_ATTR_OIDS = {_OID_DER[name][2:]: name for name in ("content_type", "message_digest", "signing_time")}
+
+
+class _Shape(Exception):
+    """Not the common shape: let the general path decide."""
+
+
+def _tlv(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """(tag, content start, content end) of the DER element at pos; _Shape on anything unusual."""
+    if pos + 2 > end:
+        raise _Shape
+    tag, first = buf[pos], buf[pos + 1]
+    if tag & 0x1F == 0x1F:
+        raise _Shape  # multi-byte tags never occur here
+    if first < 0x80:
+        start, length = pos + 2, first
+    else:
+        count = first & 0x7F
+        if count == 0 or count > 4 or pos + 2 + count > end:
+            raise _Shape  # indefinite (BER) or absurd lengths
+        start, length = pos + 2 + count, int.from_bytes(buf[pos + 2:pos + 2 + count], "big")
+    if start + length > end:
+        raise _Shape
+    return tag, start, start + length
+
+
+def _children(buf: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:
+    """(tag, element start, content start, content end) of each element in buf[start:end]."""
+    out = []
+    pos = start
+    while pos < end:
+        tag, cs, ce = _tlv(buf, pos, end)
+        out.append((tag, pos, cs, ce))
+        pos = ce
+    return out
+
+
+def _der_time_value(tag: int, text: bytes) -> datetime:
+    value = text.decode("ascii")
+    if tag == 0x17:
+        year = int(value[:2])
+        value = ("19" if year >= 50 else "20") + value
+    if not value.endswith("Z") or len(value) != 15:
+        raise _Shape
+    return datetime.strptime(value, "%Y%m%d%H%M%SZ").replace(tzinfo=UTC)
+
+
+_SIGNER_PARTS: dict[bytes, tuple[x509.Certificate, bytes, int]] = {}
+
+
+def _signer_parts(cert_der: bytes) -> tuple[x509.Certificate, bytes, int]:
+    parts = _SIGNER_PARTS.get(cert_der)
+    if parts is None:
+        cert = _load_der_certificate(cert_der)
+        if len(_SIGNER_PARTS) > 1024:
+            _SIGNER_PARTS.clear()
+        parts = _SIGNER_PARTS[cert_der] = (cert, cert.issuer.public_bytes(), cert.serial_number)
+    return parts
+
+
+def _fast_verify(der: bytes, detached: bytes | None, result: CmsVerification) -> bool:
+    """Fill `result` for the common shape and return True; return False (result untouched) otherwise."""
+    try:
+        n = len(der)
+        tag, cs, ce = _tlv(der, 0, n)
+        if tag != 0x30:
+            raise _Shape
+        ci = _children(der, cs, ce)
+        if len(ci) != 2 or der[ci[0][1]:ci[0][3]] != _OID_DER["signed_data"] or ci[1][0] != 0xA0:
+            raise _Shape
+        tag, sds, sde = _tlv(der, ci[1][2], ci[1][3])
+        if tag != 0x30:
+            raise _Shape
+        sd = _children(der, sds, sde)
+        if len(sd) < 4 or sd[0][0] != 0x02 or sd[1][0] != 0x31 or sd[2][0] != 0x30 or sd[-1][0] != 0x31:
+            raise _Shape
+        encap = _children(der, sd[2][2], sd[2][3])
+        if not encap or encap[0][0] != 0x06:
+            raise _Shape
+        encapsulated = None
+        if len(encap) == 2:
+            t, c0, c1 = _tlv(der, encap[1][2], encap[1][3])
+            if encap[1][0] != 0xA0 or t != 0x04:
+                raise _Shape  # constructed OCTET STRING: general path
+            encapsulated = der[c0:c1]
+        cert_ders = []
+        for tag, _start, _cs, cend in sd[3:-1]:
+            if tag == 0xA0:
+                cert_ders = [der[e[1]:e[3]] for e in _children(der, _cs, cend) if e[0] == 0x30]
+            elif tag != 0xA1:
+                raise _Shape
+        signers = _children(der, sd[-1][2], sd[-1][3])
+        if len(signers) != 1:
+            raise _Shape
+        si = _children(der, signers[0][2], signers[0][3])
+        if (signers[0][0] != 0x30 or len(si) < 6 or si[0][0] != 0x02 or si[1][0] != 0x30 or si[2][0] != 0x30
+                or si[3][0] != 0xA0 or any(t not in (0xA1,) for t, *_ in si[6:])):
+            raise _Shape
+        sid = _children(der, si[1][2], si[1][3])
+        if len(sid) != 2 or sid[0][0] != 0x30 or sid[1][0] != 0x02:
+            raise _Shape
+        issuer_der = der[sid[0][1]:sid[0][3]]
+        serial = int.from_bytes(der[sid[1][2]:sid[1][3]], "big", signed=True)
+        digest_alg = _children(der, si[2][2], si[2][3])
+        sig_alg = _children(der, si[4][2], si[4][3])
+        if (not digest_alg or digest_alg[0][0] != 0x06 or not sig_alg or sig_alg[0][0] != 0x06
+                or si[4][0] != 0x30 or si[5][0] != 0x04
+                or any(t != 0x05 or c0 != c1 for t, _, c0, c1 in digest_alg[1:] + sig_alg[1:])):
+            raise _Shape  # anything but an OID with absent or NULL parameters
+        digest_name = _DIGEST_OIDS.get(der[digest_alg[0][2]:digest_alg[0][3]])
+        if digest_name is None:
+            raise _Shape
+        sig_oid = der[sig_alg[0][2]:sig_alg[0][3]]
+        if sig_oid not in _RSA_SIGNATURE_OIDS:
+            raise _Shape
+        hinted = _RSA_SIGNATURE_OIDS[sig_oid]
+        if hinted is not None and hinted != digest_name:
+            raise _Shape
+        signature = der[si[5][2]:si[5][3]]
+        digests, content_types, signing_time = [], [], None
+        for _t, _a_start, a_cs, a_ce in _children(der, si[3][2], si[3][3]):
+            attr = _children(der, a_cs, a_ce)
+            if len(attr) != 2 or attr[0][0] != 0x06 or attr[1][0] != 0x31:
+                raise _Shape
+            name = _ATTR_OIDS.get(der[attr[0][2]:attr[0][3]])
+            values = _children(der, attr[1][2], attr[1][3])
+            if name == "message_digest":
+                if any(v[0] != 0x04 for v in values):
+                    raise _Shape
+                digests += [der[v[2]:v[3]] for v in values]
+            elif name == "content_type":
+                content_types += [der[v[1]:v[3]] for v in values]
+            elif name == "signing_time" and len(values) == 1:
+                signing_time = _der_time_value(values[0][0], der[values[0][2]:values[0][3]])
+        signed_attrs = b"\x31" + der[si[3][1] + 1:si[3][3]]
+        certs = [_signer_parts(c) for c in cert_ders]
+        signer = next((c for c, iss, ser in certs if ser == serial and iss == issuer_der), None)
+        if signer is None:
+            raise _Shape  # names may still match after RFC 5280 string preparation: the general path knows
+    except (_Shape, ValueError, IndexError):
+        return False
+
+    if ce != n:
+        result.errors.append(f"{n - ce} bytes of trailing data after the DER")
+    result.certificates = [c[0] for c in certs]
+    result.encapsulated_content = encapsulated
+    result.structure_ok = True
+    result.digest_algorithm = digest_name
+    result.signature_algorithm = "rsassa_pkcs1v15"
+    result.signing_time = signing_time
+    result.signer_certificate = signer
+    content = detached if detached is not None else encapsulated
+    if detached is not None and encapsulated is not None and detached != encapsulated:
+        result.errors.append("detached content given but differs from the encapsulated content")
+    if not content_types:
+        result.errors.append("signed attributes lack contentType (RFC 5652 §5.3)")
+    elif content_types != [der[encap[0][1]:encap[0][3]]]:
+        result.errors.append("contentType attribute differs from the encapsulated content type")
+    if len(digests) != 1:
+        result.errors.append(f"expected one messageDigest attribute value, found {len(digests)}")
+        result.content_digest_matches = False
+    elif content is None:
+        result.errors.append("no content to check the messageDigest against (detached signature)")
+        result.content_digest_matches = False
+    else:
+        result.content_digest_matches = hashlib.new(digest_name, content).digest() == digests[0]
+        if not result.content_digest_matches:
+            result.errors.append("content digest mismatch")
+    key = signer.public_key()
+    if not isinstance(key, rsa.RSAPublicKey):
+        result.errors.append("signature cannot be checked: RSA signature but the signer key is not RSA")
+        return True
+    try:
+        key.verify(signature, signed_attrs, padding.PKCS1v15(), _VERIFY_HASHES[digest_name]())
+        result.signature_valid = True
+    except InvalidSignature:
+        result.signature_valid = False
+        result.errors.append("signature value does not verify with the signer certificate")
+    return True
+
+
 def _verify_into(der: bytes, detached_content: bytes | None, result: CmsVerification) -> None:
+    if _fast_verify(der, detached_content, result):
+        return
     content_info = asn1_cms.ContentInfo.load(der)
     if len(content_info.dump()) != len(der):
         # Some stored .p7m files end with a newline; note it, do not refuse the signature.

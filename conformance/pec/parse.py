@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from email.message import Message
+from email.utils import getaddresses
 
 from lxml import etree
 
@@ -77,6 +78,7 @@ class ParsedMessage:
     postacert: bytes | None = None
     line_ending: str = "crlf"
     problems: list[Problem] = field(default_factory=list)
+    _address_cache: dict = field(default_factory=dict, repr=False)
     _original_headers: Message | None = field(default=None, repr=False)
     _original_read: bool = field(default=False, repr=False)
 
@@ -103,6 +105,18 @@ class ParsedMessage:
         if self.headers is None:
             return []
         return [re.sub(r"\r?\n[ \t]", " ", str(v)).strip() for v in self.headers.get_all(name) or []]
+
+    def addresses(self, *names: str) -> list[str]:
+        """Lower-cased addr-specs of the named fields (To, Cc, From...), parsed once per message."""
+        if names not in self._address_cache:
+            values = [v for name in names for v in self.header_all(name)]
+            self._address_cache[names] = [a.lower() for _, a in getaddresses(values) if a]
+        return self._address_cache[names]
+
+    def address(self, name: str) -> str:
+        """The first addr-spec of a field, lower-cased ('' when absent)."""
+        found = self.addresses(name)
+        return found[0] if found else ""
 
     def header_names(self) -> list[str]:
         return list(self.headers.keys()) if self.headers is not None else []

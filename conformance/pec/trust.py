@@ -116,7 +116,19 @@ def _signed_by_uncached(certificate: x509.Certificate, issuer: x509.Certificate)
         return False
 
 
+_CRL_CACHE: dict[tuple[bytes, bytes], bool] = {}
+
+
 def _crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    key = (crl.fingerprint(hashes.SHA256()), issuer.fingerprint(hashes.SHA256()))
+    if key not in _CRL_CACHE:
+        if len(_CRL_CACHE) > 1024:
+            _CRL_CACHE.clear()
+        _CRL_CACHE[key] = _crl_signed_by_uncached(crl, issuer)
+    return _CRL_CACHE[key]
+
+
+def _crl_signed_by_uncached(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
     try:
         return _verify_with(
             issuer.public_key(),
@@ -256,8 +268,20 @@ class ProfileIssue:
     severity: str  # "FAIL" or "WARN"
 
 
+_EMAILS: dict[bytes, list[str]] = {}
+
+
 def certificate_emails(certificate: x509.Certificate) -> list[str]:
     """rfc822Name entries of subjectAltName (empty when absent or unparsable)."""
+    key = certificate.fingerprint(hashes.SHA256())
+    if key not in _EMAILS:
+        if len(_EMAILS) > 4096:
+            _EMAILS.clear()
+        _EMAILS[key] = _certificate_emails(certificate)
+    return list(_EMAILS[key])
+
+
+def _certificate_emails(certificate: x509.Certificate) -> list[str]:
     try:
         san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except Exception:
