@@ -164,6 +164,9 @@ def check_original(msg: ParsedMessage, ctx: ValidationContext):
     """The original message is attached where the kind requires it and absent where it forbids it."""
     node = msg.postacert_node
     kind = msg.kind
+    if ctx.expected_kind in ORIGINAL_REQUIRED and node is None:
+        # Without its original a complete or brief receipt reads as a concise one: judge the expected kind.
+        kind = ctx.expected_kind
     req = ORIGINAL_REQ.get(kind)
     if kind in ORIGINAL_REQUIRED:
         if node is None:

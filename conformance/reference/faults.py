@@ -307,7 +307,7 @@ FAULTS: tuple[Fault, ...] = (
           (Kind.CONSEGNA_COMPLETA, Kind.CONSEGNA_BREVE, Kind.CONSEGNA_SINTETICA),
           daticert=lambda d: replace(d, consegna=None)),
     Fault("dlv-receipt-for-anomaly", "delivery", ("ANO-13", "CON-03"), "FAIL",
-          "a delivery receipt is sent for an anomaly envelope"),
+          "a delivery receipt is sent for an anomaly envelope (around a signed message that has a daticert)"),
     Fault("dlv-mancata-errore-nessuno", "delivery", ("CON-20",), "FAIL", "non-delivery daticert says errore=nessuno",
           (Kind.MANCATA_CONSEGNA,), daticert=lambda d: replace(d, errore="nessuno")),
     Fault("dlv-mancata-no-code", "delivery", ("NOT-01",), "WARN",

@@ -178,7 +178,11 @@ class IncomingPoint:
         d = msg.daticert
         t = b.Transaction.from_daticert(d)
         sender_domain = d.mittente.rpartition("@")[2]
-        receipt_box = p.index.receipt_mailbox_for(origin.certificate_der, sender_domain)
+        if origin.certificate_der is not None:
+            receipt_box = p.index.receipt_mailbox_for(origin.certificate_der, sender_domain)
+        else:  # only reachable with a fault that lets an unsigned envelope through
+            record = p.index.record_for_domain(sender_domain)
+            receipt_box = record.mail_receipt if record is not None else d.mittente
         if not p.faults.on("inc-no-presa-in-carico"):
             presa = b.build_presa_in_carico(p.gestore, t, now, receipt_mailbox=receipt_box, ricezione=users)
             presa = p.finish(Kind.PRESA_IN_CARICO, presa)

@@ -68,7 +68,7 @@ class ReferenceProvider:
             raise ConfigError(f"{config.index}: the index signature does not verify with {config.index_signer}")
         self.gestore = b.Gestore(name=config.name, domain=config.domains[0], key=key, certificate=cert,
                                  service_address=config.service_address, digest=config.digest,
-                                 daticert_hook=self.faults.daticert_hook)
+                                 daticert_hook=lambda kind, d: self.faults.daticert_hook(kind, d))
         config.data_dir.mkdir(parents=True, exist_ok=True)
         power = config.durability == "power"
         self.store = Store(config.data_dir / "state.sqlite", fsync=power)
