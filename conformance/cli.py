@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -235,6 +236,113 @@ def pki_revoke(directory: Path, certificate: str):
         else Path(certificate)
     serial = revoke_in_directory(directory, target)
     click.echo(f"revoked serial {serial:#x}; CRL re-signed in {directory}")
+
+
+# --------------------------------------------------------------------------------------------- run
+
+
+@main.command()
+@click.option("--target", "target", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Target profile (TOML). Without it the built-in reference provider is the target.")
+@click.option("--counterpart-pki", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="With --target: the `pki init` folder whose first provider the counterpart plays.")
+@click.option("--reference-fault", "faults", multiple=True, help="Switch a fault on in the built-in target.")
+@click.option("--scenario", "patterns", multiple=True, help="Run only scenarios matching this glob (repeatable).")
+@click.option("--exclude", "excludes", multiple=True, help="Skip scenarios matching this glob (repeatable).")
+@click.option("--expectations", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Expected verdicts with reasons (TOML): they become XFAIL; one that does not happen, XPASS.")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path),
+              help="Report folder (default reports/<UTC timestamp>).")
+@click.option("--timeout-multiplier", type=float, default=1.0, show_default=True,
+              help="Scale every deadline (slow targets).")
+@click.option("--jobs", type=int, default=4, show_default=True, help="Independent scenarios run in parallel.")
+@click.option("--quiet", is_flag=True, help="No live progress; one summary line (for CI).")
+def run(target, counterpart_pki, faults, patterns, excludes, expectations, out, timeout_multiplier, jobs, quiet):
+    """Run the scenarios against a target (default: the built-in reference provider) and write the reports."""
+    from .engine import core
+    from .engine.profile import ProfileError, load_profile
+    from .engine.results import build_report
+    from .reference.faults import CATALOGUE
+    from .report.render import write_reports
+    from .runner import builtin_target, profile_target, timestamp
+    from .scenarios import __name__ as _scenarios  # noqa: F401  (registers the scenarios)
+
+    unknown = [f for f in faults if f not in CATALOGUE]
+    if unknown:
+        _fail_usage(f"unknown fault(s): {', '.join(unknown)} (see `pec-conformance reference faults`)")
+    if target and faults:
+        _fail_usage("--reference-fault applies to the built-in target only")
+    if target and not counterpart_pki:
+        _fail_usage("--target needs --counterpart-pki (the `pki init` folder the target's operator loaded)")
+    try:
+        expected = core.load_expectations(expectations) if expectations else []
+    except ValueError as exc:
+        _fail_usage(str(exc))
+    specs = core.select(list(patterns), list(excludes))
+    if not specs:
+        _fail_usage("no scenario matches")
+    out = out or Path("reports") / timestamp()
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    try:
+        if target:
+            stage = profile_target(load_profile(target), out, timeout_multiplier, counterpart_pki)
+        else:
+            stage = builtin_target(out, list(faults), timeout_multiplier)
+        with stage as world:
+            results = core.run_all(world, specs, expected, jobs=jobs, progress=_progress(quiet, len(specs)))
+            profile = world.profile
+    except ProfileError as exc:
+        _fail_usage(str(exc))
+    report = build_report(results, profile, started=started, finished=time.time(), command=sys.argv,
+                          multiplier=timeout_multiplier, jobs=jobs, faults=list(faults))
+    paths = write_reports(report, out)
+    summary = report["summary"]
+    counts = ", ".join(f"{n} {v}" for v, n in summary["scenarios"].items() if n)
+    click.echo(f"{len(results)} scenarios: {counts}; requirements: "
+               + ", ".join(f"{n} {v}" for v, n in summary["requirements"].items() if n))
+    click.echo(f"reports: {', '.join(str(p) for p in paths.values())}")
+    sys.exit(summary["exit_code"])
+
+
+def _progress(quiet: bool, total: int):
+    """Live progress with rich: scenario, state, verdicts so far; nothing with --quiet."""
+    if quiet:
+        return None
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    done: dict[str, int] = {}
+    colours = {"PASS": "green", "FAIL": "red", "ERROR": "magenta", "WARN": "yellow", "SKIP": "dim",
+               "XFAIL": "cyan", "XPASS": "bold red"}
+
+    def report(scenario_id: str, state: str, result) -> None:
+        if result is None:
+            console.print(f"[dim]WAITING[/dim] {scenario_id}")
+            return
+        done[state] = done.get(state, 0) + 1
+        so_far = " ".join(f"{v}:{n}" for v, n in sorted(done.items()))
+        console.print(f"[{colours.get(state, 'white')}]{state:<5}[/] {scenario_id} "
+                      f"({result.duration:.1f} s)  [dim]{sum(done.values())}/{total} {so_far}[/dim]")
+
+    return report
+
+
+@main.command()
+@click.argument("old", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("new", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+def diff(old: Path, new: Path, as_json: bool):
+    """Regressions, fixes, new and removed checks between two report.json files (volatile fields ignored)."""
+    from .report.diff import diff_exit_code, diff_reports, format_diff
+    from .report.model import ReportError, load_report
+
+    try:
+        d = diff_reports(load_report(old), load_report(new))
+    except ReportError as exc:
+        _fail_usage(str(exc))
+    click.echo(json.dumps(d, indent=2) if as_json else format_diff(d))
+    sys.exit(diff_exit_code(d))
 
 
 # --------------------------------------------------------------------------------------- reference

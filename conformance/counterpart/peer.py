@@ -229,7 +229,10 @@ class Counterpart(Recorder):
         if item is None:
             return reply
         msg = item.message
-        item.origin = verify_origin(msg, self.index, self.ca_certificates, self.crls, datetime.now(UTC))
+        try:
+            item.origin = verify_origin(msg, self.index, self.ca_certificates, self.crls, datetime.now(UTC))
+        except Exception as exc:  # hostile bytes: record the message all the same, unverified
+            self.errors.append(f"verifying a message from {mail_from!r}: {exc!r}")
         users = [r.lower() for r in rcpts if self.is_user(r) or self._unknown_local(r)]
         plan: dict[Behaviour, list[str]] = {}
         if msg.kind is Kind.BUSTA_TRASPORTO and item.verified and msg.daticert is not None and users:
@@ -316,10 +319,11 @@ class Counterpart(Recorder):
         return outcome
 
     def send(self, mail_from: str, rcpts: list[str], raw: bytes, *, starttls: bool = True,
-             to: tuple[str, int] | None = None, timeout: float = 30) -> SmtpOutcome:
+             to: tuple[str, int] | None = None, timeout: float = 30, kind: str = "sent") -> SmtpOutcome:
         """One SMTP transaction to the target's incoming point (or `to`); never raises on network errors
-        (code 0 and the error in `text`). The message is handed to the evidence hook first."""
-        return self._send_recorded("sent", mail_from, rcpts, raw, starttls=starttls, to=to, timeout=timeout)
+        (code 0 and the error in `text`). The message is handed to the evidence hook first (`kind` labels
+        it there and in `sent`, e.g. "forgery:unsigned")."""
+        return self._send_recorded(kind, mail_from, rcpts, raw, starttls=starttls, to=to, timeout=timeout)
 
     def sent_matching(self, predicate: Callable[[Sent], bool]) -> list[Sent]:
         with self._cond:

@@ -104,8 +104,10 @@ class TargetProfile:
 
     def describe(self) -> dict:
         """What a report may show: no password, no environment variable values."""
+        caps = {k: (", ".join(map(str, v)) if isinstance(v, list | tuple) else v)
+                for k, v in self.capabilities.items()}
         return {"name": self.name, "kind": self.kind, "profile": str(self.source) if self.source else None,
-                "domains": list(self.domains), "capabilities": dict(self.capabilities)}
+                "domains": list(self.domains), "capabilities": caps}
 
 
 def _schema() -> dict:

@@ -45,7 +45,8 @@ def verify_origin(msg: ParsedMessage, index: ProvidersIndex | None, ca_certifica
     if not records:
         return OriginCheck(True, False, "il certificato di firma non appartiene a un gestore dell'indice", cert,
                            digest=v.digest_algorithm)
-    result = trust.evaluate_trust(cert, at=v.signing_time or at, ca_certificates=ca_certificates, crls=crls)
+    # At arrival, not at the signingTime the signer claims: a signer chooses its own signing time.
+    result = trust.evaluate_trust(cert, at=at, ca_certificates=ca_certificates, crls=crls)
     if result.chain_valid is False or result.revoked or not result.time_valid:
         return OriginCheck(True, False, "il certificato di firma non è valido: " + "; ".join(result.reasons),
                            cert, records, v.digest_algorithm)

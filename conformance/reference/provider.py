@@ -15,6 +15,7 @@ import ssl
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
@@ -35,6 +36,9 @@ from .store import Store
 from .tracking import Tracker, transaction_to_dict
 from .transport import Transport
 from .virus import Scanner, ScannerError
+
+# aiosmtpd warns about its own deprecated attribute whenever AUTH succeeds; nothing for us to act on.
+warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
 
 
 def free_port(host: str = "127.0.0.1") -> int:

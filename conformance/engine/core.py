@@ -1,0 +1,537 @@
+"""The scenario engine: scenarios, their vocabulary (send, wait with a deadline, judge), verdicts.
+
+A scenario reads like the story it tests; the waiting, the matching of receipts to the message
+that caused them, the evidence and the validator live here. Every wait has a deadline taken from
+the target's timers times `--timeout-multiplier` (the WAITING state); a harness or network problem
+is an ERROR, never a FAIL blamed on the target.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import secrets
+import smtplib
+import ssl
+import threading
+import time
+import tomllib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..checks.findings import Finding, ValidationContext, Verdict
+from ..checks.validator import check
+from ..net.mailbox import MailboxError, MaildirReader, open_mailbox
+from ..pec.constants import Kind
+from ..pec.mime import fold
+from ..pec.parse import ParsedMessage, parse_message
+from ..pec.samples import sample_original
+from .evidence import EvidenceStore
+from .profile import TargetProfile
+
+SEVERITY = ["FAIL", "ERROR", "XPASS", "WARN", "XFAIL", "PASS", "REVIEW", "INFO", "SKIP"]
+
+
+def worst(verdicts: Iterable[str]) -> str:
+    present = set(verdicts)
+    for v in SEVERITY:
+        if v in present:
+            return v
+    return "SKIP"
+
+
+class HarnessError(Exception):
+    """The suite could not do its part (network, mailbox, setup): an ERROR, not the target's fault."""
+
+
+class Skip(Exception):
+    """The target does not declare what the scenario needs."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Scenario registry
+
+
+@dataclass(frozen=True)
+class Scenario:
+    id: str
+    family: str
+    title: str
+    story: str
+    requirements: tuple[str, ...]
+    func: Callable[[ScenarioContext], None]
+    needs: tuple[str, ...] = ()
+    timers: bool = False
+
+
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def scenario(id: str, title: str, story: str, requirements: Iterable[str], *, needs: Iterable[str] = (),
+             timers: bool = False):
+    def wrap(func):
+        if id in SCENARIOS:
+            raise ValueError(f"scenario {id} defined twice")
+        SCENARIOS[id] = Scenario(id, id.split(".")[0], title, story, tuple(requirements), func, tuple(needs), timers)
+        return func
+    return wrap
+
+
+def select(patterns: list[str] | None, excludes: list[str] | None) -> list[Scenario]:
+    chosen = [s for s in SCENARIOS.values()
+              if not patterns or any(fnmatch.fnmatch(s.id, p) for p in patterns)]
+    return [s for s in chosen if not any(fnmatch.fnmatch(s.id, p) for p in excludes or [])]
+
+
+# ------------------------------------------------------------------------------------------------
+# Expectations (expected verdicts with a reason)
+
+
+@dataclass(frozen=True)
+class Expectation:
+    scenario: str
+    requirement: str | None
+    verdict: str
+    reason: str
+
+    def matches(self, scenario_id: str, requirements: Iterable[str]) -> bool:
+        return fnmatch.fnmatch(scenario_id, self.scenario) and (
+            self.requirement is None or self.requirement in requirements)
+
+
+def load_expectations(path: Path) -> list[Expectation]:
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    out = []
+    for i, item in enumerate(data.get("expected", [])):
+        if item.get("verdict") not in ("FAIL", "WARN", "ERROR", "SKIP") or not item.get("reason") \
+                or not item.get("scenario"):
+            raise ValueError(f"{path}: expected[{i}] needs scenario, verdict (FAIL/WARN/ERROR/SKIP) and reason")
+        out.append(Expectation(item["scenario"], item.get("requirement"), item["verdict"], item["reason"]))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# What the engine knows about the world
+
+
+@dataclass
+class World:
+    """Everything a scenario may touch: the target profile, the counterpart, the ordinary domain, the
+    trust material to validate with, the evidence store, and the run's settings."""
+
+    profile: TargetProfile
+    counterpart: object  # conformance.counterpart.peer.Counterpart
+    ordinary: object  # conformance.counterpart.sink.OrdinaryDomain
+    counterpart_users: list[str]
+    ordinary_users: list[str]
+    validation: ValidationContext
+    evidence: EvidenceStore
+    client_tls: ssl.SSLContext
+    multiplier: float = 1.0
+    forgery: dict = field(default_factory=dict)  # name -> (key, cert) for forged signatures
+    counterpart_credentials: object = None
+
+
+@dataclass
+class Captured:
+    raw: bytes
+    message: ParsedMessage
+    evidence: str
+    source: str  # "mailbox:<address>" or "counterpart" or "ordinary"
+    at: float
+
+
+@dataclass
+class SubmitOutcome:
+    code: int
+    text: str
+    evidence: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return 200 <= self.code < 300
+
+
+class ScenarioContext:
+    """The vocabulary scenarios are written in."""
+
+    def __init__(self, world: World, spec: Scenario):
+        self.world = world
+        self.spec = spec
+        self.token = f"t{secrets.token_hex(4)}"
+        self.started = time.monotonic()
+        self.findings: list[Finding] = []
+        self.events: list[dict] = []
+        self.evidence_paths: list[str] = []
+        self._seen: set[tuple[str, str]] = set()
+        self._counter = 0
+
+    # -------------------------------------------------------------- time
+    def seconds(self, base: float) -> float:
+        return base * self.world.multiplier
+
+    def timer(self, name: str, default: float) -> float:
+        return float(self.world.profile.timers.get(name, default))
+
+    def deadline(self, seconds: float) -> float:
+        return time.monotonic() + self.seconds(seconds)
+
+    # -------------------------------------------------------------- recording
+    def event(self, frm: str, to: str, label: str, *, kind: str | None = None, message_id: str | None = None,
+              evidence: str | None = None) -> None:
+        self.events.append({"at": round(time.monotonic() - self.started, 3), "from": frm, "to": to, "label": label,
+                            "kind": kind, "message_id": message_id, "evidence": evidence})
+
+    def save(self, direction: str, label: str, raw: bytes) -> str:
+        path = self.world.evidence.write(self.spec.id, direction, label, raw)
+        self.evidence_paths.append(path)
+        return path
+
+    def verdict(self, requirements: str | Iterable[str], ok: bool | None, message: str, *, expected: str | None = None,
+                actual: str | None = None, decision: str | None = None, evidence: str | None = None,
+                soft: bool = False) -> bool:
+        """A scenario-level finding: PASS when ok, else FAIL (WARN when soft); None means INFO."""
+        reqs = (requirements,) if isinstance(requirements, str) else tuple(requirements)
+        if ok is None:
+            v = Verdict.INFO
+        elif ok:
+            v = Verdict.PASS
+        else:
+            v = Verdict.WARN if soft else Verdict.FAIL
+        f = Finding(reqs, v, message, expected, actual, decision, check=f"scenario.{self.spec.id}")
+        f.evidence = evidence  # type: ignore[attr-defined]
+        self.findings.append(f)
+        return bool(ok)
+
+    def info(self, requirements, message: str, **kw) -> None:
+        self.verdict(requirements, None, message, **kw)
+
+    # -------------------------------------------------------------- building messages
+    def original(self, to: list[str] | str, *, cc: list[str] | str | None = None, tipo: str | None = "completa",
+                 subject: str = "Messaggio di prova", attachment: bytes | None = None, sender: str | None = None,
+                 extra: list[tuple[str, str]] = (), client_msgid: bool = True) -> bytes:
+        """A user's message carrying the scenario token in its subject and Message-ID."""
+        self._counter += 1
+        sender = sender or self.user(0)
+        to_list = [to] if isinstance(to, str) else list(to)
+        cc_list = [cc] if isinstance(cc, str) else list(cc or [])
+        kwargs = {"attachment": attachment} if attachment is not None else {}
+        raw = sample_original(tipo_ricevuta=tipo, subject=f"[{self.token}] {subject}",
+                              client_msgid=f"<{self.token}.{self._counter}@suite.test>" if client_msgid else None,
+                              **kwargs)
+        head, body = raw.split(b"\r\n\r\n", 1)
+        lines = [ln for ln in head.split(b"\r\n")
+                 if not ln.lower().startswith((b"to:", b"cc:", b"from:"))]
+        lines.insert(0, f"From: {sender}".encode())
+        lines.insert(1, fold("To", ", ".join(to_list)).rstrip(b"\r\n"))
+        if cc_list:
+            lines.insert(2, fold("Cc", ", ".join(cc_list)).rstrip(b"\r\n"))
+        lines += [fold(n, v).rstrip(b"\r\n") for n, v in extra]
+        return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+    # -------------------------------------------------------------- parties
+    def user(self, index: int) -> str:
+        mailboxes = self.world.profile.mailboxes
+        if index >= len(mailboxes):
+            raise Skip(f"the profile declares {len(mailboxes)} mailboxes; this scenario needs {index + 1}")
+        return mailboxes[index].address
+
+    def peer(self, index: int = 0) -> str:
+        return self.world.counterpart_users[index]
+
+    def outsider(self, index: int = 0) -> str:
+        return self.world.ordinary_users[index]
+
+    # -------------------------------------------------------------- sending
+    def submit(self, raw: bytes, rcpts: list[str], *, user: int = 0, mail_from: str | None = None,
+               starttls: bool = True, authenticate: bool = True, label: str = "submission") -> SubmitOutcome:
+        """Submit through the target's access point as one of its users (STARTTLS and AUTH)."""
+        p = self.world.profile
+        box = p.mailboxes[user]
+        transcript: list[str] = []
+        path = self.save("out", label, raw)
+        self.event("user", "target-access", label, message_id=None, evidence=path)
+        host, port = p.access
+        try:
+            cls = smtplib.SMTP_SSL if p.access_tls == "implicit" else smtplib.SMTP
+            kwargs = {"context": self.world.client_tls} if p.access_tls == "implicit" else {}
+            with cls(host, port, timeout=self.seconds(30), **kwargs) as smtp:
+                transcript.append(f"connect {host}:{port} ({p.access_tls})")
+                code, text = smtp.ehlo()
+                transcript.append(f"EHLO -> {code}")
+                if starttls and p.access_tls != "implicit":
+                    code, text = smtp.starttls(context=self.world.client_tls)
+                    transcript.append(f"STARTTLS -> {code}")
+                    smtp.ehlo()
+                if authenticate:
+                    secret = box.secret()
+                    if secret is None:
+                        raise HarnessError(f"no password for {box.address} (set {box.password_env})")
+                    code, text = smtp.login(box.address, secret)
+                    transcript.append(f"AUTH -> {code} (password not recorded)")
+                refused = smtp.sendmail(mail_from or box.address, rcpts, raw)
+                transcript.append(f"MAIL FROM:<{mail_from or box.address}> RCPT {len(rcpts)} DATA -> 250")
+                outcome = SubmitOutcome(250, "accepted" if not refused else f"refused: {refused}")
+        except smtplib.SMTPResponseException as exc:
+            text = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc)
+            transcript.append(f"-> {exc.smtp_code} {text}")
+            outcome = SubmitOutcome(exc.smtp_code, text)
+        except smtplib.SMTPRecipientsRefused as exc:
+            transcript.append(f"recipients refused: {exc.recipients}")
+            code = min(c for c, _ in exc.recipients.values())
+            outcome = SubmitOutcome(code, str(exc.recipients))
+        except (OSError, smtplib.SMTPException) as exc:
+            transcript.append(f"error: {exc!r}")
+            self.world.evidence.transcript(self.spec.id, label, transcript)
+            raise HarnessError(f"submission to {host}:{port} failed: {exc}") from None
+        outcome.evidence = self.world.evidence.transcript(self.spec.id, label, transcript)
+        self.evidence_paths.append(outcome.evidence)
+        return outcome
+
+    def inject(self, raw: bytes, rcpts: list[str], *, mail_from: str, starttls: bool = True,
+               origin: str = "counterpart", label: str = "inbound") -> int:
+        """Hand a message to the target's incoming point, as the counterpart or the ordinary domain."""
+        path = self.save("out", label, raw)
+        self.event(origin, "target-incoming", label, evidence=path)
+        sender = self.world.counterpart if origin == "counterpart" else self.world.ordinary
+        outcome = sender.send(mail_from, rcpts, raw, starttls=starttls, to=self.world.profile.incoming)
+        self.evidence_paths.append(self.world.evidence.transcript(self.spec.id, label, outcome.transcript))
+        if outcome.code == 0:
+            raise HarnessError(f"could not deliver to the target's incoming point: {outcome.text}")
+        return outcome.code
+
+    # -------------------------------------------------------------- receiving
+    def _related(self, msg: ParsedMessage, raw: bytes) -> bool:
+        return self.token.encode() in raw[:20000] or self.token in msg.subject
+
+    def _capture(self, raw: bytes, source: str, label: str, frm: str, to: str, *, expect: Kind | None = None,
+                 carried: bytes | None = None) -> Captured:
+        path = self.save("in", label, raw)
+        msg = parse_message(raw)
+        self.event(frm, to, str(msg.kind), kind=str(msg.kind), message_id=msg.header("message-id"), evidence=path)
+        ctx = ValidationContext(index=self.world.validation.index, ca_certificates=self.world.validation.ca_certificates,
+                                crls=self.world.validation.crls, expected_kind=expect, carried_original=carried)
+        for f in check(raw, ctx).findings:
+            if f.verdict in (Verdict.PASS, Verdict.SKIP) and f.requirements and False:
+                continue
+            f.evidence = path  # type: ignore[attr-defined]
+            self.findings.append(f)
+        return Captured(raw, msg, path, source, time.monotonic())
+
+    def _reader(self, index: int):
+        box = self.world.profile.mailboxes[index]
+        if box.url.startswith("maildir://"):
+            return MaildirReader(Path(box.url.removeprefix("maildir://")), box.address)
+        return open_mailbox(box.url, box.secret(), ssl_context=self.world.client_tls, timeout=self.seconds(15))
+
+    def mailbox(self, index: int, kinds: Iterable[Kind] | None = None) -> list[Captured]:
+        """Messages of this scenario now in a user's mailbox (each new one captured and judged once)."""
+        got = []
+        wanted = set(kinds) if kinds else None
+        try:
+            reader = self._reader(index)
+            try:
+                for fetched in reader.fetch_all():
+                    key = (f"mbox{index}", fetched.uid)
+                    if key in self._seen:
+                        continue
+                    if self.token.encode() not in fetched.raw[:60000]:
+                        continue
+                    self._seen.add(key)
+                    msg = parse_message(fetched.raw)
+                    cap = self._capture(fetched.raw, f"mailbox:{self.user(index)}", str(msg.kind), "target",
+                                        f"user{index}", expect=None)
+                    self._inbox.setdefault(index, []).append(cap)
+            finally:
+                reader.close()
+        except MailboxError as exc:
+            raise HarnessError(f"mailbox {self.user(index)}: {exc}") from None
+        for cap in self._inbox.get(index, []):
+            if wanted is None or cap.message.kind in wanted:
+                got.append(cap)
+        return got
+
+    @property
+    def _inbox(self) -> dict[int, list[Captured]]:
+        if not hasattr(self, "_inbox_store"):
+            self._inbox_store: dict[int, list[Captured]] = {}
+        return self._inbox_store
+
+    def wait_mailbox(self, index: int, kind: Kind, *, count: int = 1, within: float = 20.0,
+                     where: Callable[[Captured], bool] | None = None) -> list[Captured]:
+        """WAITING: until `count` messages of `kind` for this scenario are in the mailbox, or the deadline."""
+        end = self.deadline(within)
+        while True:
+            found = [c for c in self.mailbox(index, [kind]) if where is None or where(c)]
+            if len(found) >= count or time.monotonic() >= end:
+                return found
+            time.sleep(0.1)
+
+    def quiet_mailbox(self, index: int, kind: Kind, *, during: float) -> list[Captured]:
+        """Watch a mailbox for `during` seconds; return the messages of `kind` that arrived (expected none)."""
+        end = self.deadline(during)
+        while time.monotonic() < end:
+            time.sleep(0.2)
+        return self.mailbox(index, [kind])
+
+    def counterpart_got(self, kind: Kind | None = None, *, where: Callable[[object], bool] | None = None) -> list:
+        got = []
+        for rec in list(self.world.counterpart.received):
+            if not self._related(rec.message, rec.raw):
+                continue
+            if kind is not None and rec.message.kind is not kind:
+                continue
+            if where is not None and not where(rec):
+                continue
+            got.append(rec)
+        return got
+
+    def wait_counterpart(self, kind: Kind, *, count: int = 1, within: float = 20.0,
+                         where: Callable[[object], bool] | None = None) -> list[Captured]:
+        """WAITING: until the counterpart has received `count` messages of `kind` for this scenario."""
+        end = self.deadline(within)
+        while True:
+            found = self.counterpart_got(kind, where=where)
+            if len(found) >= count or time.monotonic() >= end:
+                break
+            time.sleep(0.1)
+        return [self._capture_received(rec, "counterpart") for rec in found]
+
+    def _capture_received(self, rec, party: str) -> Captured:
+        key = (party, str(id(rec)))
+        cached = getattr(self, "_received_cache", {}).get(key)
+        if cached is not None:
+            return cached
+        cap = self._capture(rec.raw, party, str(rec.message.kind), "target", party,
+                            expect=rec.message.kind if rec.message.kind not in (Kind.ORDINARY, Kind.UNKNOWN) else None)
+        self.event("target-outgoing", party, f"SMTP {'STARTTLS' if rec.tls else 'plain'}", kind=str(rec.message.kind))
+        if not hasattr(self, "_received_cache"):
+            self._received_cache = {}
+        self._received_cache[key] = cap
+        return cap
+
+    def wait_ordinary(self, *, count: int = 1, within: float = 20.0) -> list[Captured]:
+        end = self.deadline(within)
+        while True:
+            found = [r for r in list(self.world.ordinary.received) if self._related(r.message, r.raw)]
+            if len(found) >= count or time.monotonic() >= end:
+                break
+            time.sleep(0.1)
+        return [self._capture_received(r, "ordinary") for r in found]
+
+
+# ------------------------------------------------------------------------------------------------
+# Running
+
+
+@dataclass
+class ScenarioResult:
+    spec: Scenario
+    verdict: str
+    findings: list[Finding]
+    events: list[dict]
+    evidence: list[str]
+    started: float
+    duration: float
+    error: str | None = None
+    expected: str | None = None
+    reason: str | None = None
+
+    def requirement_verdicts(self) -> dict[str, str]:
+        out: dict[str, list[str]] = {}
+        for f in self.findings:
+            for r in f.requirements:
+                out.setdefault(r, []).append(str(f.verdict))
+        return {r: worst(vs) for r, vs in sorted(out.items())}
+
+
+def apply_expectations(result: ScenarioResult, expectations: list[Expectation]) -> None:
+    """Turn expected deviations into XFAIL, and report an expected deviation that did not happen (XPASS)."""
+    relevant = [e for e in expectations if fnmatch.fnmatch(result.spec.id, e.scenario)]
+    if not relevant:
+        return
+    for e in relevant:
+        hit = False
+        for f in result.findings:
+            if str(f.verdict) == e.verdict and (e.requirement is None or e.requirement in f.requirements):
+                f.expected_verdict, f.reason = e.verdict, e.reason  # type: ignore[attr-defined]
+                f.verdict = "XFAIL"  # type: ignore[assignment]
+                hit = True
+        if e.verdict == "SKIP" and result.verdict == "SKIP":
+            hit = True
+        if not hit:
+            f = Finding((e.requirement,) if e.requirement else result.spec.requirements[:1] or ("GEN-04",),
+                        "XPASS", f"expected {e.verdict} did not happen: {e.reason}",  # type: ignore[arg-type]
+                        expected=e.verdict, actual="no such finding", check=f"expectation.{result.spec.id}")
+            f.expected_verdict, f.reason = e.verdict, e.reason  # type: ignore[attr-defined]
+            result.findings.append(f)
+        result.expected, result.reason = e.verdict, e.reason
+    result.verdict = worst(str(f.verdict) for f in result.findings) if result.findings else result.verdict
+
+
+def run_scenario(world: World, spec: Scenario, expectations: list[Expectation]) -> ScenarioResult:
+    ctx = ScenarioContext(world, spec)
+    wall = time.time()
+    error = None
+    verdict: str | None = None
+    missing = [n for n in spec.needs if not world.profile.capability(n, False)]
+    if missing:
+        verdict = "SKIP"
+        ctx.findings.append(Finding(spec.requirements[:1] or ("GEN-04",), Verdict.SKIP,
+                                    f"the target does not declare {', '.join(missing)}",
+                                    check=f"scenario.{spec.id}"))
+    else:
+        try:
+            spec.func(ctx)
+        except Skip as exc:
+            verdict = "SKIP"
+            ctx.findings.append(Finding(spec.requirements[:1] or ("GEN-04",), Verdict.SKIP, str(exc),
+                                        check=f"scenario.{spec.id}"))
+        except HarnessError as exc:
+            error = str(exc)
+            ctx.findings.append(Finding(spec.requirements[:1] or ("GEN-04",), Verdict.ERROR, f"harness: {exc}",
+                                        check=f"scenario.{spec.id}"))
+        except Exception as exc:  # a scenario bug is the suite's problem, never the target's
+            error = f"{type(exc).__name__}: {exc}"
+            ctx.findings.append(Finding(spec.requirements[:1] or ("GEN-04",), Verdict.ERROR,
+                                        f"scenario crashed: {error}", check=f"scenario.{spec.id}"))
+    if verdict is None:
+        verdict = worst(str(f.verdict) for f in ctx.findings) if ctx.findings else "ERROR"
+        if not ctx.findings:
+            error = error or "the scenario judged nothing"
+    result = ScenarioResult(spec, verdict, ctx.findings, ctx.events, ctx.evidence_paths, wall,
+                            time.monotonic() - ctx.started, error)
+    apply_expectations(result, expectations)
+    return result
+
+
+def run_all(world: World, specs: list[Scenario], expectations: list[Expectation], *, jobs: int = 1,
+            progress: Callable[[str, str, ScenarioResult | None], None] | None = None) -> list[ScenarioResult]:
+    """Run scenarios, `jobs` at a time (they are independent: each matches its own token)."""
+    results: dict[str, ScenarioResult] = {}
+    lock = threading.Lock()
+    queue = list(specs)
+
+    def worker():
+        while True:
+            with lock:
+                if not queue:
+                    return
+                spec = queue.pop(0)
+            if progress:
+                progress(spec.id, "WAITING", None)
+            r = run_scenario(world, spec, expectations)
+            with lock:
+                results[spec.id] = r
+            if progress:
+                progress(spec.id, r.verdict, r)
+
+    threads = [threading.Thread(target=worker, name=f"scenario-{i}", daemon=True) for i in range(max(1, jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [results[s.id] for s in specs if s.id in results]
