@@ -1,3 +1,7 @@
 """Scripted scenarios, one module per family; importing the package registers them all."""
 
-from . import acceptance, delivery  # noqa: F401
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
