@@ -136,19 +136,40 @@ def validate(files, index_path, index_signer, ca_paths, crl_paths, expected, ori
 # -------------------------------------------------------------------------------------------- list
 
 
-def requirement_coverage() -> list[dict]:
-    """Each requirement with the checks that cite it."""
+def latest_report(folder: Path = Path("reports")) -> Path | None:
+    """The newest report.json under the default output folder, if any."""
+    found = sorted(folder.glob("*/report.json"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+    return found[-1] if found else None
+
+
+def requirement_coverage(report: dict | None = None) -> list[dict]:
+    """Each requirement with the checks and scenarios that cite it and, given a run's report, what that run
+    said of it (`exercised`: a check gave PASS or FAIL, not SKIP)."""
+    from .engine.core import SCENARIOS
+    from .scenarios import __name__ as _registered  # noqa: F401
+
     cited: dict[str, list[str]] = {}
     for spec in REGISTRY:
         for rid in spec.requirements:
             cited.setdefault(rid, []).append(spec.name)
+    in_scenarios: dict[str, list[str]] = {}
+    for sc in SCENARIOS.values():
+        for rid in sc.requirements:
+            in_scenarios.setdefault(rid, []).append(sc.id)
+    last = {r["id"]: r for r in report["requirements"]} if report else {}
     rows = []
     for r in load_catalogue():
-        rows.append({
+        row = {
             "id": r.id, "group": r.group, "level": r.level, "observed": list(r.observed),
             "audit_only": r.audit_only, "long_timer": r.long_timer, "rfc": list(r.rfc),
             "decisions": list(r.decisions), "statement": r.statement, "checks": cited.get(r.id, []),
-        })
+            "scenarios": in_scenarios.get(r.id, []),
+        }
+        if report is not None:
+            seen = last.get(r.id, {})
+            row["last_run"] = seen.get("verdict")
+            row["exercised"] = seen.get("verdict") in ("PASS", "FAIL", "WARN", "XFAIL", "XPASS")
+        rows.append(row)
     return rows
 
 
@@ -156,9 +177,25 @@ def requirement_coverage() -> list[dict]:
 @click.option("--requirements", "what", flag_value="requirements", default=True,
               help="The requirement catalogue with the checks that cite each requirement.")
 @click.option("--checks", "what", flag_value="checks", help="The validator's checks.")
+@click.option("--scenarios", "what", flag_value="scenarios", help="The scripted scenarios.")
+@click.option("--report", "report_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The run whose verdicts to show (default: the newest reports/*/report.json).")
 @click.option("--json", "as_json", is_flag=True)
-def list_(what, as_json):
-    """List requirements (default) or checks."""
+def list_(what, report_path, as_json):
+    """List requirements (default), checks or scenarios."""
+    if what == "scenarios":
+        from .engine.core import SCENARIOS
+        from .scenarios import __name__ as _registered  # noqa: F401
+
+        rows = [{"id": s.id, "family": s.family, "title": s.title, "story": s.story,
+                 "requirements": list(s.requirements), "needs": list(s.needs), "timers": s.timers}
+                for s in SCENARIOS.values()]
+        if as_json:
+            click.echo(json.dumps({"scenarios": rows, "total": len(rows)}, indent=2, ensure_ascii=False))
+        else:
+            for row in rows:
+                click.echo(f"{row['id']:<40} {','.join(row['requirements'])}\n    {row['story']}")
+        return
     if what == "checks":
         rows = [{"name": s.name, "requirements": list(s.requirements), "description": s.description}
                 for s in REGISTRY]
@@ -168,15 +205,27 @@ def list_(what, as_json):
             for row in rows:
                 click.echo(f"{row['name']:<32} {','.join(row['requirements'])}\n    {row['description']}")
         return
-    rows = requirement_coverage()
+    report = None
+    report_path = report_path or latest_report()
+    if report_path is not None:
+        try:
+            report = json.loads(report_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            _fail_usage(f"{report_path}: {exc}")
+    rows = requirement_coverage(report)
     if as_json:
-        click.echo(json.dumps({"requirements": rows, "total": len(rows),
-                               "cited": sum(1 for r in rows if r["checks"])}, indent=2, ensure_ascii=False))
+        out = {"requirements": rows, "total": len(rows), "cited": sum(1 for r in rows if r["checks"]),
+               "in_scenarios": sum(1 for r in rows if r["scenarios"]),
+               "report": str(report_path) if report_path else None}
+        if report is not None:
+            out["exercised"] = sum(1 for r in rows if r["exercised"])
+        click.echo(json.dumps(out, indent=2, ensure_ascii=False))
         return
     for r in rows:
         tags = "audit-only" if r["audit_only"] else ("long-timer" if r["long_timer"] else ",".join(r["observed"]))
         checks = ", ".join(r["checks"]) or "-"
-        click.echo(f"{r['id']:<7} {r['level']:<9} {tags:<28} {r['statement']}\n{'':17}checks: {checks}")
+        last = f"  last run: {r['last_run']}" if r.get("last_run") else ""
+        click.echo(f"{r['id']:<7} {r['level']:<9} {tags:<28} {r['statement']}\n{'':17}checks: {checks}{last}")
     cited = sum(1 for r in rows if r["checks"])
     click.echo(f"\n{cited} of {len(rows)} requirements cited by a validator check "
                "(the rest need a flow, a counterpart or an audit).")

@@ -39,8 +39,9 @@ COUNTERPART_USERS = ["anna.bianchi@pec.controparte.test", "luigi.verdi@pec.contr
                      "carla.gialli@pec.controparte.test"]
 ORDINARY_DOMAIN = "esterno.test"
 ORDINARY_USERS = ["carlo.neri@esterno.test", "marta.blu@esterno.test"]
-# The built-in target's timers, scaled from hours to seconds (12 h -> 2 s, 22 h -> 3 s, 24 h -> 4 s).
-SCALED_TIMERS = {"preavviso": 2.0, "timeout": 4.0, "window_start": 3.0, "scheduler_interval": 0.1,
+# The built-in target's timers, scaled from hours to seconds (12 h -> 3 s, 22 h -> 4.5 s, 24 h -> 6 s):
+# long enough that receipts under a loaded 2-core machine still come "in time", short enough for a quick run.
+SCALED_TIMERS = {"preavviso": 3.0, "timeout": 6.0, "window_start": 4.5, "scheduler_interval": 0.1,
                  "retry_interval": 0.3}
 
 

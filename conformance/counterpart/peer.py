@@ -87,6 +87,7 @@ class _Scheduler:
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._stopped = False
+        self._running = 0
         self._on_error = on_error
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -101,8 +102,9 @@ class _Scheduler:
             self._cond.notify_all()
 
     def pending(self) -> int:
+        """Actions scheduled or running."""
         with self._cond:
-            return len(self._heap)
+            return len(self._heap) + self._running
 
     def stop(self, timeout: float = 10.0) -> None:
         with self._cond:
@@ -121,10 +123,14 @@ class _Scheduler:
                 if self._stopped:
                     return
                 _, _, action = heapq.heappop(self._heap)
+                self._running += 1
             try:
                 action()
             except Exception as exc:  # one failed answer must not stop the others
                 self._on_error(f"scheduled action: {exc!r}")
+            finally:
+                with self._cond:
+                    self._running -= 1
 
 
 class Counterpart(Recorder):
@@ -189,7 +195,7 @@ class Counterpart(Recorder):
         return self.credentials.service_address
 
     def pending(self) -> int:
-        """Answers scheduled and not yet sent."""
+        """Answers scheduled or being sent."""
         return self._scheduler.pending() if self._scheduler is not None else 0
 
     # ------------------------------------------------------------------ behaviours

@@ -79,11 +79,12 @@ def mixed(ctx: ScenarioContext) -> None:
 
 
 @scenario("acceptance.fifty-recipients", "Fifty recipients (the decree's floor)",
-          "A user sends one message to 50 counterpart addresses; the target must accept it (decree art. 12).",
+          "A user sends one message to 50 recipients, one at the counterpart and 49 ordinary addresses; the "
+          "target must accept it (decree art. 12).",
           ["LIM-01"])
 def fifty(ctx: ScenarioContext) -> None:
-    domain = ctx.peer(0).rpartition("@")[2]
-    rcpts = [ctx.peer(0)] + [f"destinatario{i:02d}@{domain}" for i in range(1, 50)]
+    domain = ctx.outsider(0).rpartition("@")[2]
+    rcpts = [ctx.peer(0)] + [f"destinatario{i:02d}.{ctx.token}@{domain}" for i in range(1, 50)]
     out = ctx.submit(ctx.original(rcpts, tipo="sintetica"), rcpts)
     receipts = ctx.wait_mailbox(0, Kind.ACCETTAZIONE)
     refused = ctx.mailbox(0, [Kind.NON_ACCETTAZIONE])
