@@ -48,6 +48,15 @@ class Skip(Exception):
     """The target does not declare what the scenario needs."""
 
 
+class TargetFailure(Exception):
+    """The target broke a requirement in a way that stops the scenario (e.g. no STARTTLS to submit over)."""
+
+    def __init__(self, requirements: tuple[str, ...], message: str, expected: str | None = None,
+                 actual: str | None = None):
+        super().__init__(message)
+        self.requirements, self.expected, self.actual = requirements, expected, actual
+
+
 # ------------------------------------------------------------------------------------------------
 # Scenario registry
 
@@ -263,6 +272,12 @@ class ScenarioContext:
                 code, text = smtp.ehlo()
                 transcript.append(f"EHLO -> {code}")
                 if starttls and p.access_tls != "implicit":
+                    if not smtp.has_extn("starttls"):
+                        transcript.append("STARTTLS not offered")
+                        self.world.evidence.transcript(self.spec.id, label, transcript)
+                        raise TargetFailure(("SEC-02", "ACC-02"), "the access point offers no STARTTLS",
+                                            expected="STARTTLS in the EHLO answer", actual=text.decode(
+                                                "utf-8", "replace")[:200] if isinstance(text, bytes) else str(text))
                     code, text = smtp.starttls(context=self.world.client_tls)
                     transcript.append(f"STARTTLS -> {code}")
                     smtp.ehlo()
@@ -490,6 +505,8 @@ def run_scenario(world: World, spec: Scenario, expectations: list[Expectation]) 
             verdict = "SKIP"
             ctx.findings.append(Finding(spec.requirements[:1] or ("GEN-04",), Verdict.SKIP, str(exc),
                                         check=f"scenario.{spec.id}"))
+        except TargetFailure as exc:
+            ctx.verdict(exc.requirements, False, str(exc), expected=exc.expected, actual=exc.actual)
         except HarnessError as exc:
             error = str(exc)
             ctx.findings.append(Finding(spec.requirements[:1] or ("GEN-04",), Verdict.ERROR, f"harness: {exc}",
