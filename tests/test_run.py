@@ -283,3 +283,25 @@ ordinary_mail = "anomaly"
                   if f["verdict"] in ("FAIL", "ERROR") and ("FMT-07" in f["requirements"]
                                                              or "FMT-23" in f["requirements"])]
         assert judged, "the entity bomb was not reported"
+
+
+def test_a_real_runs_html_report_renders_in_headless_chromium(clean_run, tmp_path):
+    """The report of a real run, opened in Debian's Chromium: summary counts and every scenario are there,
+    and every evidence link resolves; a screenshot is kept next to it."""
+    from lxml import html as lxml_html
+    from test_report import _run_chromium
+
+    report = json.loads((clean_run / "report.json").read_text())
+    page = (clean_run / "report.html").resolve().as_uri()
+    doc = lxml_html.fromstring(_run_chromium(tmp_path / "dom", "--dump-dom", page).stdout)
+    for verdict, n in report["summary"]["scenarios"].items():
+        assert doc.get_element_by_id(f"summary-scenarios-{verdict}").text_content().strip() == str(n)
+    for s in report["scenarios"]:
+        assert doc.get_element_by_id(f"scenario-{s['id']}").get("data-verdict") == s["verdict"]
+    for href in doc.xpath("//*[local-name()='a']/@href"):
+        if not href.startswith("#"):
+            assert (clean_run / href).is_file(), href
+    shot = clean_run / "report.png"
+    _run_chromium(tmp_path / "shot", f"--screenshot={shot}", "--window-size=1280,2400", page)
+    assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 10_000
+    print(f"screenshot: {shot}")

@@ -262,7 +262,7 @@ class ScenarioContext:
         box = p.mailboxes[user]
         transcript: list[str] = []
         path = self.save("out", label, raw)
-        self.event("user", "target-access", label, message_id=None, evidence=path)
+        self.event(f"user{user}", "target-access", label, message_id=None, evidence=path)
         host, port = p.access
         try:
             cls = smtplib.SMTP_SSL if p.access_tls == "implicit" else smtplib.SMTP
@@ -323,15 +323,14 @@ class ScenarioContext:
         return self.token.encode() in raw[:20000] or self.token in msg.subject
 
     def _capture(self, raw: bytes, source: str, label: str, frm: str, to: str, *, expect: Kind | None = None,
-                 carried: bytes | None = None) -> Captured:
+                 carried: bytes | None = None, note: str = "") -> Captured:
         path = self.save("in", label, raw)
         msg = parse_message(raw)
-        self.event(frm, to, str(msg.kind), kind=str(msg.kind), message_id=msg.header("message-id"), evidence=path)
+        self.event(frm, to, f"{msg.kind}{note}", kind=str(msg.kind), message_id=msg.header("message-id"),
+                   evidence=path)
         ctx = ValidationContext(index=self.world.validation.index, ca_certificates=self.world.validation.ca_certificates,
                                 crls=self.world.validation.crls, expected_kind=expect, carried_original=carried)
         for f in check(raw, ctx).findings:
-            if f.verdict in (Verdict.PASS, Verdict.SKIP) and f.requirements and False:
-                continue
             f.evidence = path  # type: ignore[attr-defined]
             self.findings.append(f)
         return Captured(raw, msg, path, source, time.monotonic())
@@ -421,8 +420,8 @@ class ScenarioContext:
         if cached is not None:
             return cached
         cap = self._capture(rec.raw, party, str(rec.message.kind), "target", party,
-                            expect=rec.message.kind if rec.message.kind not in (Kind.ORDINARY, Kind.UNKNOWN) else None)
-        self.event("target-outgoing", party, f"SMTP {'STARTTLS' if rec.tls else 'plain'}", kind=str(rec.message.kind))
+                            expect=rec.message.kind if rec.message.kind not in (Kind.ORDINARY, Kind.UNKNOWN) else None,
+                            note=" (STARTTLS)" if rec.tls else " (plain SMTP)")
         if not hasattr(self, "_received_cache"):
             self._received_cache = {}
         self._received_cache[key] = cap
