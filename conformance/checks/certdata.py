@@ -68,6 +68,9 @@ def check_readable(msg: ParsedMessage, ctx: ValidationContext):
                      expected="no entity declarations", actual="<!ENTITY ...>")
     elif d is not None and d.has_doctype:
         yield info("FMT-23", "daticert carries a DOCTYPE; it was neither loaded nor fetched")
+        yield passed("FMT-23", "read without loading the DTD it names or expanding entities")
+    elif d is not None:
+        yield passed("FMT-23", "read without DTD loading or entity expansion")
 
 
 @check("daticert.schema", ["FMT-07"])
@@ -181,7 +184,8 @@ def check_data(msg: ParsedMessage, ctx: ValidationContext):
         yield failed(("TIM-05", "TIM-03"), "zona is not Italian legal time at that instant",
                      expected=expected_zona, actual=d.zona, decision="D10")
     else:
-        yield passed(("FMT-11", "TIM-05"), f"{d.giorno} {d.ora} ({d.zona})", decision="D10")
+        yield passed(("FMT-11", "TIM-05", "TIM-03"), f"{d.giorno} {d.ora} ({d.zona}): Italian legal time",
+                     decision="D10")
 
 
 @check("daticert.identifiers", ["FMT-12", "FMT-13", "FMT-24"])

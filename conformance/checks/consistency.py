@@ -47,7 +47,7 @@ def _zone_forms(zona: str) -> tuple[str, str]:
     return f"({zona})", f"({zona[:3]}:{zona[3:]})"
 
 
-@check("consistency.text-data", ["FMT-20", "TIM-04", "TXT-01", "ACC-14", *sorted(set(TEXT_REQ.values()))])
+@check("consistency.text-data", ["FMT-20", "TIM-04", "TXT-01", "FMT-21", "ACC-14", *sorted(set(TEXT_REQ.values()))])
 def check_text_data(msg: ParsedMessage, ctx: ValidationContext):
     """The text states the same date, time, zone, subject, sender, recipients and identifier as daticert."""
     kind = msg.kind
@@ -104,10 +104,14 @@ def check_text_data(msg: ParsedMessage, ctx: ValidationContext):
         yield failed(req, "the text lacks data items of the certification data", expected="all data items",
                      actual="missing: " + ", ".join(missing), decision="D19")
     else:
-        yield passed(req, "the text states every data item of daticert", decision="D19")
+        yield passed((*req, "TIM-04"), "the text states every data item of daticert (dd/mm/yyyy, hh:mm:ss, zone)",
+                     decision="D19")
     if not _ITALIAN_WHEN.search(flat) or (kind is not Kind.BUSTA_ANOMALIA and not _ITALIAN_ID.search(flat)):
-        yield info("TXT-01", "text wording differs from the Italian phrasing of deployed providers",
+        yield info(("TXT-01", "FMT-21"), "text wording differs from the Italian phrasing of deployed providers",
                    decision="D19")
+    else:
+        yield passed(("TXT-01", "FMT-21"), "data items in the Italian phrasing ('Il giorno ... alle ore ...')",
+                     decision="D19")
     if kind is Kind.ACCETTAZIONE and d is not None:
         wrong = []
         for r in d.destinatari:

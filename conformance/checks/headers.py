@@ -59,7 +59,7 @@ def _norm(value: str | None) -> str:
     return re.sub(r"\s+", " ", value or "").strip()
 
 
-@check("headers.pec-type", ["GEN-04", "FMT-19", "HDR-01"], needs_body=False)
+@check("headers.pec-type", ["GEN-04", "FMT-19", "HDR-01", "ENV-02", "ANO-04"], needs_body=False)
 def check_pec_type(msg: ParsedMessage, ctx: ValidationContext):
     """Exactly one identifying PEC header with a value from Appendix A; names match case-insensitively."""
     trasporto = msg.header_all(H_TRASPORTO)
@@ -84,13 +84,20 @@ def check_pec_type(msg: ParsedMessage, ctx: ValidationContext):
             yield failed(("GEN-04", "FMT-19"), "X-Ricevuta value is not one of Appendix A",
                          expected=" | ".join(RICEVUTA_VALUES), actual=value)
     if msg.kind is not Kind.UNKNOWN and len(trasporto) + len(ricevuta) == 1:
-        yield passed("GEN-04", f"identified as {msg.kind}")
+        reqs = {Kind.BUSTA_TRASPORTO: ("GEN-04", "FMT-19", "ENV-02"),
+                Kind.BUSTA_ANOMALIA: ("GEN-04", "FMT-19", "ANO-04")}.get(msg.kind, ("GEN-04", "FMT-19"))
+        yield passed(reqs, f"identified as {msg.kind} by its Italian header and value")
     canonical = {h.lower(): h for h in PEC_HEADERS}
+    respelt = False
     for name in msg.header_names():
         spelled = canonical.get(name.lower())
         if spelled and spelled != name:
+            respelt = True
             yield info("HDR-01", f"PEC header spelt {name!r}; names compare case-insensitively",
                        expected=spelled, actual=name, decision="D4")
+    if msg.kind is not Kind.UNKNOWN:
+        yield passed("HDR-01", "PEC header names matched case-insensitively, values exactly"
+                     + (" (a variant spelling was met)" if respelt else ""), decision="D4")
     if ctx.expected_kind is not None and msg.kind is not ctx.expected_kind:
         yield failed(HEADER_REQ.get(ctx.expected_kind, "GEN-04"), "the message is not the expected kind",
                      expected=str(ctx.expected_kind), actual=str(msg.kind))
@@ -338,6 +345,7 @@ def check_sender(msg: ParsedMessage, ctx: ValidationContext):
         return
     sender = msg.header("sender")
     if sender is None:
+        yield passed("ENV-06", "no Sender field (optional), so none differs from From", decision="D13")
         return
     if parseaddr(sender)[1].lower() != msg.address("from"):
         yield failed("ENV-06", "Sender differs from From", expected=msg.header("from"), actual=sender,
@@ -363,7 +371,8 @@ def _inner_headers(msg: ParsedMessage):
     return msg.original_headers
 
 
-@check("headers.inherited", ["ENV-01", "ENV-07", "ANO-03", "ANO-08", "ACC-16", "CON-23"], needs_body=False)
+@check("headers.inherited", ["ENV-01", "ENV-07", "ANO-03", "ANO-08", "ACC-16", "CON-23", "GEN-12"],
+       needs_body=False)
 def check_inherited(msg: ParsedMessage, ctx: ValidationContext):
     """Envelopes copy To, Cc (and Reply-To) from the message they carry; the carried original's Message-ID
     is the PEC identifier with the client one kept in X-Riferimento-Message-ID."""
@@ -380,7 +389,7 @@ def check_inherited(msg: ParsedMessage, ctx: ValidationContext):
                 yield failed(req, f"{name.title()} differs from the carried message", expected=", ".join(carried),
                              actual=", ".join(outer))
             else:
-                yield passed(req, f"{name.title()} inherited unchanged")
+                yield passed((req, "GEN-12"), f"{name.title()} inherited unchanged")
         reply_to = msg.header("reply-to")
         inner_reply = inner.get("reply-to")
         inner_from = parseaddr(str(inner.get("from") or ""))[1]

@@ -141,8 +141,11 @@ def check_certificate_profile(msg: ParsedMessage, ctx: ValidationContext):
         maker = failed if issue.severity == "FAIL" else warned
         yield maker(issue.requirement, issue.message)
     if not any(i.severity == "FAIL" for i in issues):
-        yield passed(("SIG-04", "SIG-07", "SIG-08", "SIG-09", "SIG-10", "SIG-11", "SIG-12"),
-                     "certificate follows the provider profile")
+        judged = ("SIG-04", "SIG-06", "SIG-07", "SIG-08", "SIG-09", "SIG-10", "SIG-11", "SIG-12")
+        if name is not None:
+            judged = (*judged, "SIG-05")
+        yield passed(judged, "certificate follows the provider profile"
+                     + (f" (provider name {name!r} in the subject)" if name else ""))
     if name is None:
         yield skipped("SIG-05", "provider name unknown without a providers index")
 

@@ -87,6 +87,8 @@ def check_text_part(msg: ParsedMessage, ctx: ValidationContext):
             yield warned("FMT-25", f"{leaf.content_type} is not quoted-printable and inline as deployed",
                          expected="quoted-printable, inline",
                          actual=f"{leaf.transfer_encoding}, {leaf.disposition or 'no disposition'}")
+        elif first.content_type == "multipart/alternative":
+            yield passed("FMT-25", f"{leaf.content_type}: quoted-printable, inline, in multipart/alternative")
 
 
 _EIGHT_BIT = re.compile(rb"[\x80-\xff]")
