@@ -91,7 +91,9 @@ def builtin_target(out: Path, faults: list[str], multiplier: float) -> Iterator[
         config.routes[COUNTERPART_DOMAINS[0]] = counterpart.address
         # Declared limits at the decree's floors, so the oversize scenario stays small (decision D17).
         config.limits.max_total_size = 30_000_000
-        config.limits.max_message_size = 60_000_000
+        config.limits.max_message_size = 32_000_000
+        # The idle limit of TMO-01, scaled like the other timers.
+        config.timers.give_up_after = SCALED_TIMERS["timeout"]
         provider = ReferenceProvider(config, faults)
         provider.start()
         started.append(provider)

@@ -52,7 +52,8 @@ PRESA_ONLY = "presa-only"
 REJECT_RECIPIENT = "reject-recipient"
 VIRUS_FOUND = "virus-found"
 DELAYED = "delayed"
-BEHAVIOURS = (NORMAL, SILENT, PRESA_ONLY, REJECT_RECIPIENT, VIRUS_FOUND, DELAYED)
+DEFER = "defer"  # answers 451 at RCPT TO, forever: the target must keep trying, then give up (TMO-01)
+BEHAVIOURS = (NORMAL, SILENT, PRESA_ONLY, REJECT_RECIPIENT, VIRUS_FOUND, DELAYED, DEFER)
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,7 @@ class Counterpart(Recorder):
         self.users = None if users is None else {u.lower() for u in users}
         self.digest = digest
         self.sent: list[Sent] = []
+        self.deferred: list[tuple[float, str]] = []  # (monotonic time, recipient) of every 451 given
         self._default = Behaviour()
         self._per_recipient: dict[str, Behaviour] = {}
         self._lock = threading.Lock()
@@ -253,6 +255,14 @@ class Counterpart(Recorder):
                 continue
             self._schedule(behaviour.delay, lambda bh=behaviour, g=group: self._answer(item, bh, g))
         return reply
+
+    def rcpt_reply(self, address: str) -> str | None:
+        """A temporary refusal for recipients whose behaviour is `defer`."""
+        if self.behaviour_for(address).name == DEFER:
+            with self._cond:
+                self.deferred.append((time.monotonic(), address.lower()))
+            return "451 4.2.0 mailbox temporarily unavailable, try again later"
+        return None
 
     def _unknown_local(self, address: str) -> bool:
         """An address of our domains that is no user (with a user list): it gets a mancata consegna."""

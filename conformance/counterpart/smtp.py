@@ -208,6 +208,10 @@ class Recorder:
                 self.errors.append(f"stopping the server: {exc!r}")
             self._controller = None
 
+    def rcpt_reply(self, address: str) -> str | None:
+        """A reply other than 250 for this recipient (a subclass's behaviour), or None."""
+        return None
+
     def accepts(self, address: str) -> bool:
         return not self.domains or address.rpartition("@")[2].lower() in self.domains
 
@@ -270,6 +274,9 @@ class _Handler:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if not self.owner.accepts(address):
             return "550 5.7.1 relay not permitted"
+        special = self.owner.rcpt_reply(address)
+        if special is not None:
+            return special
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 

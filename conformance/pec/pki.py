@@ -688,7 +688,7 @@ def issue_tls_server_certificate(
 
 FORGERY_KINDS = ("expired", "not-yet-valid", "revoked", "foreign")
 # The forgery certificates that chain to the test CA; they join the provider's index record (below).
-_INDEXED_FORGERIES = ("expired", "not-yet-valid", "revoked")
+_INDEXED_FORGERIES = ("expired", "not-yet-valid", "revoked", "renewed")
 
 
 def issue_counterpart_forgery_certificates(
@@ -699,7 +699,9 @@ def issue_counterpart_forgery_certificates(
     - ``expired``: issued by `ca`, validity ended a day before `now`;
     - ``not-yet-valid``: issued by `ca`, validity starts thirty days after `now`;
     - ``revoked``: issued by `ca` and valid; the caller lists its serial in a CRL (:func:`build_crl`);
-    - ``foreign``: issued by a fresh CA of its own, trusted by nobody and in no index.
+    - ``foreign``: issued by a fresh CA of its own, trusted by nobody and in no index;
+    - ``renewed``: a second valid certificate of the provider (a renewal, §4.5): listed in the index next
+      to the first, so a message signed with it must be accepted (IDX-12).
 
     Every certificate has the provider's name and service address, so only the tested property differs.
     """
@@ -715,6 +717,8 @@ def issue_counterpart_forgery_certificates(
         "revoked": issue_provider_certificate(ca, provider_name, service_address,
                                               not_before=moment - timedelta(hours=1)),
         "foreign": issue_provider_certificate(foreign_ca, provider_name, service_address,
+                                              not_before=moment - timedelta(hours=1)),
+        "renewed": issue_provider_certificate(ca, provider_name, service_address,
                                               not_before=moment - timedelta(hours=1)),
     }
 
