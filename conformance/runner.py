@@ -33,6 +33,7 @@ TARGET_USERS = {
     "giulia.neri@pec.riferimento.test": "rif-secret-2",
     "paolo.bruni@pec.riferimento.test": "rif-secret-3",
 }
+FULL_MAILBOX = ("casella.piena@pec.riferimento.test", "rif-secret-4")  # over quota: NOT-03
 COUNTERPART_NAME = "Gestore Controparte S.p.A."
 COUNTERPART_DOMAINS = ("pec.controparte.test",)
 COUNTERPART_USERS = ["anna.bianchi@pec.controparte.test", "luigi.verdi@pec.controparte.test",
@@ -75,7 +76,8 @@ def builtin_target(out: Path, faults: list[str], multiplier: float) -> Iterator[
     started: list = []
     try:
         evidence = EvidenceStore(out)
-        plans = [ProviderPlan(TARGET_NAME, TARGET_DOMAINS, dict(TARGET_USERS), list(faults)),
+        plans = [ProviderPlan(TARGET_NAME, TARGET_DOMAINS, {**TARGET_USERS, FULL_MAILBOX[0]: FULL_MAILBOX[1]},
+                              list(faults), {FULL_MAILBOX[0]: 1}),
                  ProviderPlan(COUNTERPART_NAME, COUNTERPART_DOMAINS, dict.fromkeys(COUNTERPART_USERS, "x"))]
         ordinary = OrdinaryDomain((ORDINARY_DOMAIN,), evidence=_hook(evidence, "_ordinary")).start()
         started.append(ordinary)
@@ -110,6 +112,7 @@ def builtin_target(out: Path, faults: list[str], multiplier: float) -> Iterator[
                           "max_recipients": config.limits.max_recipients,
                           "max_total_size": config.limits.max_total_size,
                           "max_message_size": config.limits.max_message_size, "timers": True,
+                          "full_mailbox": FULL_MAILBOX[0],
                           "receipt_types": ["completa", "breve", "sintetica"]},
             ca_file=work / "pki/ca/ca.pem", kind="reference")
         world = core.World(
