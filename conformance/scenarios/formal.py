@@ -1,0 +1,115 @@
+"""Formal checks at the access point (ACC-03..06, SIZ-03, IDX-09, ACC-18): each malformed submission is
+refused with an avviso di non accettazione (an SMTP refusal is a WARN, decision D30), and nothing leaves."""
+
+from __future__ import annotations
+
+from ..engine.core import ScenarioContext, scenario
+from ..pec.constants import Kind
+
+
+def _expect_refusal(ctx: ScenarioContext, out, reqs: tuple[str, ...], what: str) -> None:
+    if not out.accepted:
+        ctx.verdict(reqs, False, f"{what}: refused at SMTP level instead of an avviso di non accettazione",
+                    soft=True, decision="D30", expected="avviso di non accettazione", actual=f"SMTP {out.code}")
+    else:
+        notices = ctx.wait_mailbox(0, Kind.NON_ACCETTAZIONE, within=15)
+        ctx.verdict(reqs, len(notices) == 1, f"{what}: an avviso di non accettazione reaches the sender",
+                    expected="1 notice", actual=f"{len(notices)} notice(s)", decision="D30")
+        if notices and notices[0].message.daticert is not None:
+            d = notices[0].message.daticert
+            ctx.verdict(reqs, bool(d.errore_esteso), "the notice states the reason",
+                        expected="errore-esteso", actual=d.errore_esteso or "none")
+    leaked = ctx.counterpart_got(Kind.BUSTA_TRASPORTO) + ctx.mailbox(0, [Kind.ACCETTAZIONE])
+    ctx.verdict(("ACC-09", *reqs), not leaked, f"{what}: no acceptance and no envelope",
+                expected="none", actual=f"{len(leaked)} message(s)")
+
+
+def _without(raw: bytes, field: bytes) -> bytes:
+    head, body = raw.split(b"\r\n\r\n", 1)
+    lines = [ln for ln in head.split(b"\r\n") if not ln.lower().startswith(field.lower() + b":")]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+@scenario("formal.no-to", "No To field",
+          "A submission with only a Cc recipient and no To field is not accepted (a To with at least one "
+          "address is required).", ["ACC-05", "ACC-03", "ACC-09"])
+def no_to(ctx: ScenarioContext) -> None:
+    raw = _without(ctx.original(ctx.peer(0), cc=ctx.peer(1)), b"To")
+    out = ctx.submit(raw, [ctx.peer(1)])
+    _expect_refusal(ctx, out, ("ACC-05", "ACC-03"), "no To field")
+
+
+@scenario("formal.two-from", "Two From addresses",
+          "A From field naming two addresses is not accepted (one valid address is required).",
+          ["ACC-04", "ACC-03", "ACC-09"])
+def two_from(ctx: ScenarioContext) -> None:
+    raw = ctx.original(ctx.peer(0))
+    raw = raw.replace(f"From: {ctx.user(0)}".encode(), f"From: {ctx.user(0)}, {ctx.user(1)}".encode(), 1)
+    out = ctx.submit(raw, [ctx.peer(0)])
+    _expect_refusal(ctx, out, ("ACC-04", "ACC-03"), "two From addresses")
+
+
+@scenario("formal.reverse-path", "Reverse path differs from From",
+          "The SMTP MAIL FROM is the authenticated user but the From field names another mailbox of the "
+          "target: refused (reverse path must equal From; decision D14 allows an SMTP refusal).",
+          ["ACC-06", "ACC-19"])
+def reverse_path(ctx: ScenarioContext) -> None:
+    raw = ctx.original(ctx.peer(0), sender=ctx.user(1))
+    out = ctx.submit(raw, [ctx.peer(0)], mail_from=ctx.user(0))
+    if not out.accepted:
+        ctx.verdict(("ACC-06", "ACC-19"), True, "refused at submission", decision="D14", actual=f"SMTP {out.code}")
+    else:
+        notices = ctx.wait_mailbox(0, Kind.NON_ACCETTAZIONE, within=10) + ctx.mailbox(1, [Kind.NON_ACCETTAZIONE])
+        ctx.verdict(("ACC-06", "ACC-19"), bool(notices), "a non-acceptance notice", actual=f"{len(notices)}")
+    ctx.verdict("ACC-06", not ctx.counterpart_got(Kind.BUSTA_TRASPORTO), "no envelope leaves")
+
+
+@scenario("formal.beyond-further-bound", "Beyond the further size bound",
+          "A message larger than the provider's further bound (declared max_message_size) is refused by SMTP, "
+          "with no PEC notice.", ["SIZ-03", "SIZ-02", "LIM-02"], needs=("max_message_size",))
+def beyond_bound(ctx: ScenarioContext) -> None:
+    bound = int(ctx.world.profile.capability("max_message_size"))
+    ctx.verdict(("SIZ-02", "LIM-02"), bound >= 30_000_000, "the declared bound is not below the decree's 30 MB floor",
+                decision="D17", expected=">= 30000000", actual=str(bound))
+    raw = ctx.original(ctx.peer(0), attachment=b"B" * (bound * 3 // 4 + 1024), tipo="sintetica")
+    out = ctx.submit(raw, [ctx.peer(0)])
+    ctx.verdict("SIZ-03", not out.accepted and out.code >= 500, "refused at SMTP level above the further bound",
+                expected="5xx (552)", actual=f"{out.code} {out.text[:80]}")
+    notices = ctx.quiet_mailbox(0, Kind.NON_ACCETTAZIONE, during=1.0)
+    ctx.verdict("SIZ-03", not notices, "no PEC notice above the further bound", actual=f"{len(notices)} notice(s)")
+
+
+@scenario("formal.domain-case", "Recipient domain in upper case",
+          "A recipient whose domain is written in upper case is still recognised as a PEC recipient "
+          "(case-insensitive lookup in managedDomains).", ["IDX-09", "ACC-14"])
+def domain_case(ctx: ScenarioContext) -> None:
+    local, _, domain = ctx.peer(0).partition("@")
+    shouted = f"{local}@{domain.upper()}"
+    out = ctx.submit(ctx.original(shouted), [shouted])
+    receipts = ctx.wait_mailbox(0, Kind.ACCETTAZIONE)
+    tipo = None
+    if receipts and receipts[0].message.daticert and receipts[0].message.daticert.destinatari:
+        tipo = receipts[0].message.daticert.destinatari[0].tipo
+    ctx.verdict(("IDX-09", "ACC-14"), out.accepted and tipo == "certificato",
+                "an upper-case PEC domain is classified certificato", expected="certificato", actual=str(tipo),
+                decision="D4")
+
+
+@scenario("formal.tipo-ricevuta-carried", "The requested receipt type travels in the envelope",
+          "A user asks for a brief receipt; the envelope carries X-TipoRicevuta: breve and ricevuta tipo=breve, "
+          "and a message without the header gets completa.", ["ACC-18", "ENV-16", "ENV-10"])
+def tipo_carried(ctx: ScenarioContext) -> None:
+    rcpt = f"tipo-{ctx.token}@{ctx.peer(0).rpartition('@')[2]}"  # an address no other scenario uses
+    ctx.submit(ctx.original(rcpt, tipo="breve", subject="breve"), [rcpt])
+    ctx.submit(ctx.original(rcpt, tipo=None, subject="nessun tipo"), [rcpt])
+    envelopes = ctx.wait_counterpart(Kind.BUSTA_TRASPORTO, count=2)
+    seen = {}
+    for cap in envelopes:
+        tag = "breve" if "breve" in cap.message.subject else "default"
+        seen[tag] = (cap.message.header("X-TipoRicevuta"), cap.message.daticert.ricevuta if cap.message.daticert
+                     else None)
+    ctx.verdict(("ACC-18", "ENV-16"), seen.get("breve") == ("breve", "breve"), "breve requested, breve carried",
+                expected="breve / breve", actual=str(seen.get("breve")))
+    ctx.verdict(("ACC-18", "ENV-16"), seen.get("default", (None, None))[1] == "completa"
+                and seen.get("default", (None,))[0] in ("completa", None),
+                "nothing requested: completa", expected="completa", actual=str(seen.get("default")), decision="D20")
