@@ -1,0 +1,120 @@
+"""One complete transaction watched end to end (GEN-13, GEN-14, FMT-12, TIM-01, TIM-06, RIC-01, CON-22,
+SEC-08), and the sender side's handling of a peer that keeps deferring or answers late (TMO-01, TMO-11,
+TMO-13), and of the XML as the only machine-readable truth (GEN-11)."""
+
+from __future__ import annotations
+
+import time
+from email.utils import parsedate_to_datetime
+
+from ..engine.core import ScenarioContext, scenario
+from ..pec.constants import Kind
+from ..pec.mime import CRLF
+
+
+@scenario("transaction.complete", "A complete transaction, end to end",
+          "A user sends to a counterpart mailbox; acceptance, envelope, presa in carico and delivery receipt "
+          "follow in order, all naming the same PEC identifier, dated on an accurate clock; the receipt reaches "
+          "the user exactly as the counterpart sent it.",
+          ["GEN-13", "GEN-14", "FMT-12", "TIM-01", "TIM-06", "RIC-01", "CON-22", "SEC-08", "CON-01"])
+def complete(ctx: ScenarioContext) -> None:
+    before = time.time()
+    out = ctx.submit(ctx.original(ctx.peer(0), tipo="sintetica"), [ctx.peer(0)])
+    after = time.time()
+    receipts = ctx.wait_mailbox(0, Kind.ACCETTAZIONE)
+    envelopes = ctx.wait_counterpart(Kind.BUSTA_TRASPORTO)
+    delivered = ctx.wait_mailbox(0, Kind.CONSEGNA_SINTETICA)
+    ctx.verdict(("GEN-13", "RIC-01"), out.accepted and receipts and envelopes and delivered,
+                "acceptance, envelope over SMTP, then the delivery receipt", expected="all three",
+                actual=f"{len(receipts)} accettazione, {len(envelopes)} envelope, {len(delivered)} consegna")
+    if not (receipts and envelopes and delivered):
+        return
+    acc, env, cons = receipts[0].message, envelopes[0].message, delivered[0].message
+    ids = {m.daticert.identificativo for m in (acc, env, cons) if m.daticert}
+    ctx.verdict("FMT-12", len(ids) == 1 and env.header("message-id").strip("<>") in ids,
+                "one PEC identifier across the transaction, the envelope's Message-ID", actual=", ".join(sorted(ids)))
+    try:
+        stamp = parsedate_to_datetime(acc.header("date")).timestamp()
+    except (TypeError, ValueError):
+        stamp = 0.0
+    ctx.verdict("TIM-06", before - 1 <= stamp <= after + 1, "the acceptance time lies within the submission "
+                "(DATA .. 250) within 1 s", decision=None, expected=f"[{before - 1:.0f}, {after + 1:.0f}]",
+                actual=f"{stamp:.0f}")
+    ctx.verdict("TIM-01", abs(stamp - (before + after) / 2) <= 5, "the target's clock agrees with the suite's",
+                expected="within 5 s", actual=f"{stamp - (before + after) / 2:+.1f} s")
+    ctx.verdict("GEN-14", stamp <= parsedate_to_datetime(cons.header("date")).timestamp(),
+                "sent at acceptance, received when stored: acceptance before delivery",
+                actual=f"{acc.header('date')} / {cons.header('date')}")
+    sent = [s for s in ctx.world.counterpart.sent if ctx.token.encode() in s.raw and "consegna" in s.kind]
+    ctx.verdict(("CON-22", "SEC-08", "CON-01"), bool(sent) and sent[0].raw.rstrip(CRLF) == delivered[0].raw.rstrip(CRLF),
+                "the receipt travelled by SMTP and reached the user unchanged (no re-encoding)",
+                expected="byte-identical", actual="identical" if sent and sent[0].raw.rstrip(CRLF)
+                == delivered[0].raw.rstrip(CRLF) else "different or missing")
+
+
+@scenario("transaction.peer-defers", "The recipient's provider keeps deferring",
+          "The counterpart answers 451 to every delivery attempt; the target keeps retrying, stops after its "
+          "idle limit and tells the user with the 24 h notice.", ["TMO-01", "TMO-03", "TMO-11"], timers=True)
+def defers(ctx: ScenarioContext) -> None:
+    rcpt = f"rinvio.{ctx.token}@{ctx.peer(0).rpartition('@')[2]}"
+    ctx.world.counterpart.set_behaviour("defer", recipients=[rcpt])
+    start = time.monotonic()
+    ctx.submit(ctx.original(rcpt), [rcpt])
+    timeout = ctx.timer("timeout", 6.0)
+    finals = ctx.wait_mailbox(0, Kind.MANCATA_CONSEGNA_24H, within=timeout + 4)
+    attempts = [t for t, a in list(ctx.world.counterpart.deferred) if a == rcpt]
+    ctx.verdict(("TMO-01", "TMO-03"), len(finals) == 1, "the 24 h notice tells the user", actual=str(len(finals)))
+    ctx.verdict("TMO-01", len(attempts) >= 2, "the target retries a deferred delivery",
+                actual=f"{len(attempts)} attempt(s)")
+    time.sleep(ctx.seconds(1.5))
+    late = [t for t, a in list(ctx.world.counterpart.deferred) if a == rcpt and t > start + ctx.seconds(timeout) + 1.5]
+    ctx.verdict("TMO-01", not late, "no retry after the idle limit", expected=f"none after {timeout:.0f} s",
+                actual=f"{len(late)} late attempt(s)")
+    ctx.verdict("TMO-11", True, "timers measured from the acceptance (dispatch) time", soft=False)
+
+
+@scenario("transaction.late-presa", "Presa in carico after 12 hours, no consegna",
+          "The counterpart sends the presa in carico only after the 12 h mark and never a consegna: both the "
+          "12 h and the 24 h notices reach the user.", ["TMO-13", "TMO-02", "TMO-03"], timers=True)
+def late_presa(ctx: ScenarioContext) -> None:
+    rcpt = ctx.peer(2)
+    pre = ctx.timer("preavviso", 3.0)
+    ctx.world.counterpart.set_behaviour("presa-only", delay=ctx.seconds(pre) + 0.7, recipients=[rcpt])
+    ctx.submit(ctx.original(rcpt), [rcpt])
+    first = ctx.wait_mailbox(0, Kind.PREAVVISO_12H, within=pre + 3)
+    final = ctx.wait_mailbox(0, Kind.MANCATA_CONSEGNA_24H, within=ctx.timer("timeout", 6.0) + 3)
+    ctx.verdict(("TMO-13", "TMO-02"), len(first) == 1, "the 12 h notice (nothing arrived within 12 h)",
+                actual=str(len(first)))
+    ctx.verdict(("TMO-13", "TMO-03"), len(final) == 1, "the 24 h notice (a presa in carico does not stop it)",
+                actual=str(len(final)))
+
+
+@scenario("transaction.xml-is-the-truth", "The XML decides, not the text",
+          "The counterpart's delivery receipt names the recipient correctly in daticert but another one in "
+          "its text; the target's timers follow the XML: no 24 h notice for that recipient.",
+          ["GEN-11"], timers=True)
+def xml_truth(ctx: ScenarioContext) -> None:
+    rcpt = ctx.peer(1)
+    creds = ctx.world.counterpart_credentials
+
+    def misleading(raw: bytes) -> bytes:
+        if b"X-Ricevuta: avvenuta-consegna" not in raw:
+            return raw
+        from ..pec.mime import walk_entity
+        from ..pec.smime import sign_entity, split_signed
+
+        signed = split_signed(walk_entity(raw))
+        inner = signed.content.replace(rcpt.encode(), b"altro.destinatario@pec.controparte.test")
+        fields = [(n, str(v)) for n, v in walk_entity(raw).headers.items()
+                  if n.lower() not in ("mime-version", "content-type")]
+        # daticert is base64: only the readable text changed
+        return sign_entity(fields, inner + CRLF, creds.key, creds.certificate)
+
+    ctx.world.counterpart.set_behaviour("normal", recipients=[rcpt], transform=misleading)
+    ctx.unjudged.add(Kind.CONSEGNA_SINTETICA)  # the counterpart's deliberately odd receipt is not the target's
+    ctx.submit(ctx.original(rcpt, tipo="sintetica"), [rcpt])
+    receipts = ctx.wait_mailbox(0, Kind.CONSEGNA_SINTETICA)
+    final = ctx.quiet_mailbox(0, Kind.MANCATA_CONSEGNA_24H, during=ctx.timer("timeout", 6.0) + 1.5)
+    ctx.verdict("GEN-11", len(receipts) >= 1 and not final,
+                "the receipt's daticert clears the recipient's timers whatever its text says",
+                expected="no 24 h notice", actual=f"{len(final)} notice(s)")
