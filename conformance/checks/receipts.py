@@ -93,7 +93,7 @@ def check_brief(msg, ctx: ValidationContext):
         yield failed("CON-12", "the brief copy does not keep the MIME structure of the original",
                      expected=original.content_type, actual=brief.content_type)
         return
-    problems, matched = [], 0
+    problems, matched, kinds_hashed = [], 0, set()
     for o, b in pairs:
         if o.maintype == "multipart":
             continue
@@ -120,6 +120,7 @@ def check_brief(msg, ctx: ValidationContext):
                                       "on the encoded form)", "WARN"))
             else:
                 matched += 1
+                kinds_hashed.add(req)
             stem = (b.filename or b.name or "")[: -len(HASH_SUFFIX)]
             if o.filename or o.name:
                 if stem not in (o.filename, o.name):
@@ -133,8 +134,10 @@ def check_brief(msg, ctx: ValidationContext):
         maker = {"FAIL": failed, "WARN": warned, "INFO": info}[verdict]
         yield maker(req, message, decision="D29")
     if not any(v == "FAIL" for _, _, v in problems):
-        yield passed(("CON-12", "CON-13"), f"brief copy keeps the structure; {matched} hash(es) verified",
-                     decision="D8")
+        judged = ("CON-12", "CON-13", *sorted(kinds_hashed - {"CON-13"}))
+        if original.content_type == "multipart/signed":
+            judged = (*judged, "CON-15")  # structure and signature part kept, attachments inside hashed
+        yield passed(judged, f"brief copy keeps the structure; {matched} hash(es) verified", decision="D8")
 
 
 @check("receipts.complete-copy", ["CON-08", "CON-23"])

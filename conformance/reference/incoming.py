@@ -153,6 +153,9 @@ class IncomingPoint:
             raise Refused(554, "5.7.1 virus detected in ordinary mail; message refused")
         if p.config.ordinary_mail == "refuse":
             raise Refused(550, "5.7.1 only certified mail is accepted here")
+        if not any(p.config.users.get(u) for u in users):
+            # Ordinary mail fails the ordinary way, with an SMTP reply (never a PEC notice, CON-21).
+            raise Refused(550, "5.1.1 mailbox unknown")
         return self._anomaly(mail_from, users, raw, reason or "messaggio di posta ordinaria", now, out)
 
     def _anomaly(self, mail_from, users, raw, reason, now, out: InboundResult) -> InboundResult:

@@ -102,7 +102,7 @@ def fifty(ctx: ScenarioContext) -> None:
 def bcc(ctx: ScenarioContext) -> None:
     raw = ctx.original(ctx.peer(0), extra=[("Bcc", ctx.peer(1))])
     out = ctx.submit(raw, [ctx.peer(0)])
-    _refused(ctx, out, ("ACC-08", "ACC-09"))
+    _refused(ctx, out, ("ACC-08", "ACC-09", "GEN-03"))
 
 
 def _refused(ctx: ScenarioContext, out, reqs) -> None:
@@ -157,7 +157,7 @@ def unauthenticated(ctx: ScenarioContext) -> None:
 
 @scenario("acceptance.oversize", "Beyond the declared size limit",
           "A message above the provider's declared limit (size times recipients) is not accepted.",
-          ["SIZ-01", "SIZ-03", "LIM-02"], needs=("max_total_size",))
+          ["SIZ-01", "SIZ-03", "LIM-02", "MUL-07"], needs=("max_total_size",))
 def oversize(ctx: ScenarioContext) -> None:
     limit = int(ctx.world.profile.capability("max_total_size"))
     per = limit // 2 + 1024
@@ -167,7 +167,7 @@ def oversize(ctx: ScenarioContext) -> None:
     out = ctx.submit(raw, rcpts)
     if out.accepted:
         notices = ctx.wait_mailbox(0, Kind.NON_ACCETTAZIONE, within=15)
-        ctx.verdict(("SIZ-01", "LIM-02"), bool(notices), "size x recipients above the limit: non-acceptance",
+        ctx.verdict(("SIZ-01", "MUL-07", "LIM-02"), bool(notices), "size x recipients above the limit: non-acceptance",
                     expected="avviso di non accettazione", actual=f"{len(notices)} notice(s)")
     else:
         ctx.verdict("SIZ-03", out.code >= 500, "refused at SMTP level (above a further bound)",

@@ -139,12 +139,14 @@ def full_mailbox(ctx: ScenarioContext) -> None:
 
 @scenario("inbound.ordinary-unknown-mailbox", "Ordinary mail for an unknown mailbox",
           "Ordinary mail for a mailbox the target does not have fails at SMTP level (or silently): never "
-          "with a PEC non-delivery notice.", ["CON-21"])
+          "with a PEC non-delivery notice.", ["CON-21", "RIC-02"])
 def ordinary_unknown(ctx: ScenarioContext) -> None:
     target_domain = ctx.user(0).rpartition("@")[2]
     raw = forge.ordinary(ctx.outsider(1), f"nessuno.{ctx.token}@{target_domain}", f"[{ctx.token}] ordinaria")
-    ctx.inject(raw, [f"nessuno.{ctx.token}@{target_domain}"], mail_from=ctx.outsider(1), origin="ordinary",
-               starttls=False)
+    code = ctx.inject(raw, [f"nessuno.{ctx.token}@{target_domain}"], mail_from=ctx.outsider(1), origin="ordinary",
+                      starttls=False)
+    ctx.verdict("RIC-02", code >= 500 if code else None, "the failure is told with an SMTP reply", soft=True,
+                expected="5xx", actual=str(code))
     import time
 
     time.sleep(ctx.seconds(2.0))
@@ -170,7 +172,8 @@ def infected_receipt(ctx: ScenarioContext) -> None:
 
 @scenario("inbound.renewed-certificate", "Envelope signed with the provider's renewed certificate",
           "The counterpart's index record lists two certificates (a renewal); an envelope signed with the "
-          "second one is accepted as PEC: delivered, with presa in carico and consegna.", ["IDX-12", "RIC-05"])
+          "second one is accepted as PEC: delivered, with presa in carico and consegna.",
+          ["IDX-12", "RIC-05", "RIC-03"])
 def renewed(ctx: ScenarioContext) -> None:
     if "renewed" not in ctx.world.forgery:
         from ..engine.core import Skip
@@ -182,7 +185,33 @@ def renewed(ctx: ScenarioContext) -> None:
     delivered = ctx.wait_mailbox(0, Kind.BUSTA_TRASPORTO)
     receipts = ctx.wait_counterpart(Kind.CONSEGNA_SINTETICA)
     anomalies = ctx.mailbox(0, [Kind.BUSTA_ANOMALIA])
-    ctx.verdict(("IDX-12", "RIC-05"), len(delivered) == 1 and len(receipts) == 1 and not anomalies,
+    ctx.verdict(("IDX-12", "RIC-05", "RIC-03"), len(delivered) == 1 and len(receipts) == 1 and not anomalies,
                 "an envelope signed with the second listed certificate is accepted as PEC",
                 expected="delivered + consegna", actual=f"{len(delivered)} delivered, {len(receipts)} consegna, "
                                                         f"{len(anomalies)} anomaly")
+
+
+@scenario("inbound.anomaly-routing", "An anomaly envelope keeps the routing data",
+          "Ordinary mail with a Return-Path and no Reply-To reaches a target user inside an anomaly envelope "
+          "(the declared ordinary-mail policy) that keeps its routing data and adds a Reply-To to the sender.",
+          ["ANO-11", "ANO-15", "ANO-08", "ANO-03"], needs=("ordinary_mail",))
+def anomaly_routing(ctx: ScenarioContext) -> None:
+    policy = ctx.world.profile.capability("ordinary_mail")
+    sender = ctx.outsider(0)
+    raw = (f"Return-Path: <{sender}>\r\n").encode() + forge.ordinary(sender, ctx.user(0), f"[{ctx.token}] ordinaria")
+    code = ctx.inject(raw, [ctx.user(0)], mail_from=sender, origin="ordinary", starttls=False)
+    if policy == "refuse":
+        ctx.verdict("ANO-15", code >= 500, "ordinary mail refused as declared (decision D15)", actual=str(code))
+        return
+    found = ctx.wait_mailbox(0, Kind.BUSTA_ANOMALIA)
+    ctx.verdict("ANO-15", len(found) == 1, "ordinary mail forwarded in an anomaly envelope, as declared",
+                decision="D15", actual=f"{len(found)} anomaly envelope(s)")
+    if not found:
+        return
+    m = found[0].message
+    ctx.verdict("ANO-11", (m.header("return-path") or "").strip("<> ") == sender,
+                "routing data unchanged: the Return-Path still names the original sender",
+                expected=f"<{sender}>", actual=m.header("return-path") or "missing")
+    ctx.verdict("ANO-08", (m.header("reply-to") or "").strip("<> ").endswith(sender),
+                "a Reply-To to the original sender is inserted", decision="D23", expected=sender,
+                actual=m.header("reply-to") or "missing")

@@ -18,7 +18,7 @@ from ..pec.constants import Kind
 from ..pec.parse import parse_message
 
 CONSEGNE = (Kind.CONSEGNA_COMPLETA, Kind.CONSEGNA_BREVE, Kind.CONSEGNA_SINTETICA)
-QUIET = 1.5  # seconds (times the multiplier) to watch for something that must not come
+QUIET = 1.0  # seconds (times the multiplier) to watch for something that must not come
 _TRACE = (b"received:", b"return-path:", b"delivered-to:", b"x-original-to:")
 
 # Workaround: the first construction of the daticert XML Schema (conformance.pec.daticert._schema) is not

@@ -16,7 +16,7 @@ from ..pec.mime import CRLF
           "A user sends to a counterpart mailbox; acceptance, envelope, presa in carico and delivery receipt "
           "follow in order, all naming the same PEC identifier, dated on an accurate clock; the receipt reaches "
           "the user exactly as the counterpart sent it.",
-          ["GEN-13", "GEN-14", "FMT-12", "TIM-01", "TIM-06", "RIC-01", "CON-22", "SEC-08", "CON-01"])
+          ["GEN-13", "GEN-14", "FMT-12", "TIM-01", "TIM-06", "RIC-01", "CON-22", "SEC-08", "CON-01", "SEC-05"])
 def complete(ctx: ScenarioContext) -> None:
     before = time.time()
     out = ctx.submit(ctx.original(ctx.peer(0), tipo="sintetica"), [ctx.peer(0)])
@@ -30,6 +30,11 @@ def complete(ctx: ScenarioContext) -> None:
     if not (receipts and envelopes and delivered):
         return
     acc, env, cons = receipts[0].message, envelopes[0].message, delivered[0].message
+    traces = env.header_all("received")
+    foreign = [t for t in traces if not any(d in t.lower() for d in ctx.world.profile.domains)
+               and "127.0.0.1" not in t and "localhost" not in t.lower()]
+    ctx.verdict("SEC-05", not foreign, "the envelope's trace shows only the target's own hosts",
+                expected="no foreign relay", actual=f"{len(traces)} Received field(s), {len(foreign)} foreign")
     ids = {m.daticert.identificativo for m in (acc, env, cons) if m.daticert}
     ctx.verdict("FMT-12", len(ids) == 1 and env.header("message-id").strip("<>") in ids,
                 "one PEC identifier across the transaction, the envelope's Message-ID", actual=", ".join(sorted(ids)))
