@@ -249,9 +249,12 @@ def pki() -> None:
 @click.option("--receipt-mailbox", "mailboxes", multiple=True,
               help="mailReceipt per provider, in order (default ricevute@<first domain>).")
 @click.option("--force", is_flag=True, help="Write into a non-empty directory.")
-def pki_init(directory: Path, providers, domains, mailboxes, force):
+@click.option("--forgery/--no-forgery", default=True, show_default=True,
+              help="Also write the first provider's forgery keys (expired, not yet valid, revoked, foreign, "
+                   "renewed), with the revoked one in the CRL: what the counterpart needs to test a target.")
+def pki_init(directory: Path, providers, domains, mailboxes, force, forgery):
     """Write a test CA with its CRL, provider keys and certificates, and the signed providers index."""
-    from .pec.pki import ProviderSpec, write_pki_directory
+    from .pec.pki import ProviderSpec, write_forgery_material, write_pki_directory
 
     if directory.exists() and any(directory.iterdir()) and not force:
         _fail_usage(f"{directory} is not empty (use --force)")
@@ -266,6 +269,8 @@ def pki_init(directory: Path, providers, domains, mailboxes, force):
     specs = [ProviderSpec(name, tuple(doms), mailboxes[i] if mailboxes else None)
              for i, (name, doms) in enumerate(zip(providers, grouped, strict=True))]
     layout = write_pki_directory(directory, specs)
+    if forgery:
+        write_forgery_material(directory, layout, specs[0].name)
     click.echo(f"test PKI written to {directory}")
     for label, path in sorted(layout.paths.items()):
         click.echo(f"  {label:<26} {path}")

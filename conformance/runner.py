@@ -24,7 +24,7 @@ from .engine import core
 from .engine.evidence import EvidenceStore
 from .engine.profile import Mailbox, ProfileError, TargetProfile
 from .pec import index as pec_index
-from .pec.pki import load_pki_directory, write_forgery_material
+from .pec.pki import load_forgery_material, load_pki_directory, write_forgery_material
 
 TARGET_NAME = "Gestore Riferimento S.p.A."
 TARGET_DOMAINS = ("pec.riferimento.test",)
@@ -94,8 +94,9 @@ def builtin_target(out: Path, faults: list[str], multiplier: float) -> Iterator[
         # Declared limits at the decree's floors, so the oversize scenario stays small (decision D17).
         config.limits.max_total_size = 30_000_000
         config.limits.max_message_size = 32_000_000
-        # The idle limit of TMO-01, scaled like the other timers.
+        # The idle limit of TMO-01 and the daily index refresh of IDX-07, scaled like the other timers.
         config.timers.give_up_after = SCALED_TIMERS["timeout"]
+        config.index_refresh = SCALED_TIMERS["timeout"]
         provider = ReferenceProvider(config, faults)
         provider.start()
         started.append(provider)
@@ -112,7 +113,7 @@ def builtin_target(out: Path, faults: list[str], multiplier: float) -> Iterator[
                           "max_recipients": config.limits.max_recipients,
                           "max_total_size": config.limits.max_total_size,
                           "max_message_size": config.limits.max_message_size, "timers": True,
-                          "full_mailbox": FULL_MAILBOX[0],
+                          "full_mailbox": FULL_MAILBOX[0], "index_refresh": config.index_refresh,
                           "receipt_types": ["completa", "breve", "sintetica"]},
             ca_file=work / "pki/ca/ca.pem", kind="reference")
         world = core.World(
@@ -121,13 +122,31 @@ def builtin_target(out: Path, faults: list[str], multiplier: float) -> Iterator[
             validation=ValidationContext(index=layout.index, ca_certificates=[layout.ca.certificate],
                                          crls=[layout.crl]),
             evidence=evidence, client_tls=_client_tls(work / "pki/ca/ca.pem"), multiplier=multiplier,
-            forgery=_forgery_keys(forgery), counterpart_credentials=layout.provider(COUNTERPART_NAME))
+            forgery=_forgery_keys(forgery), counterpart_credentials=layout.provider(COUNTERPART_NAME),
+            republish_index=lambda records: _republish(layout, records))
         yield world
     finally:
         for item in reversed(started):
             with contextlib.suppress(Exception):
                 item.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _load_forgery(pki_dir: Path, name: str) -> dict:
+    try:
+        return load_forgery_material(pki_dir, name)
+    except (KeyError, OSError):
+        return {}  # written with --no-forgery: the forged-certificate scenarios SKIP
+
+
+def _republish(layout, records) -> None:
+    """Write and sign a new providers index where the built-in target reloads it from."""
+    ldif = pec_index.write_ldif(records)
+    p7m = pec_index.sign_index(ldif, layout.index_signer_key, layout.index_signer_certificate)
+    for name, data in (("providers.ldif", ldif), ("providers.ldif.p7m", p7m)):
+        tmp = layout.directory / "index" / f".{name}.new"
+        tmp.write_bytes(data)
+        tmp.replace(layout.directory / "index" / name)  # atomic: the target never reads half a file
 
 
 def _forgery_keys(paths: dict[str, Path]) -> dict[str, tuple]:
@@ -191,7 +210,8 @@ def profile_target(profile: TargetProfile, out: Path, multiplier: float, pki_dir
             counterpart_users=[f"utente{i}@{creds.domains[0]}" for i in (1, 2, 3)],
             ordinary_users=[f"utente{i}@{profile.ordinary_domain}" for i in (1, 2)],
             validation=ValidationContext(index=index, ca_certificates=cas, crls=[layout.crl]), evidence=evidence,
-            client_tls=_client_tls(profile.ca_file), multiplier=multiplier, counterpart_credentials=creds)
+            client_tls=_client_tls(profile.ca_file), multiplier=multiplier, counterpart_credentials=creds,
+            forgery=_load_forgery(pki_dir, creds.provider_name))
     finally:
         counterpart.stop()
         ordinary.stop()

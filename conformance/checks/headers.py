@@ -121,6 +121,19 @@ def check_subject(msg: ParsedMessage, ctx: ValidationContext):
                      expected=d.oggetto, actual=subject[len(prefix):])
 
 
+def _anomaly_senders(msg: ParsedMessage) -> set[str]:
+    """Who counts as the original sender of an anomaly envelope (decision D23): the received From, or the
+    SMTP reverse path (seen as the Return-Path of the received message or of the anomaly envelope)."""
+    found = set()
+    inner = msg.original_headers
+    for value in ([inner.get("from"), inner.get("return-path")] if inner is not None else []) + \
+            [msg.header("return-path")]:
+        address = parseaddr(str(value or ""))[1].lower()
+        if address:
+            found.add(address)
+    return found
+
+
 def _one_address(value: str | None) -> tuple[str, str] | None:
     if not value:
         return None
@@ -156,8 +169,10 @@ def check_from(msg: ParsedMessage, ctx: ValidationContext):
         return
     d = msg.daticert
     sender = d.mittente if d is not None else None
-    if msg.kind is Kind.BUSTA_ANOMALIA and msg.original_headers is not None:
-        sender = parseaddr(str(msg.original_headers.get("from") or ""))[1] or sender
+    senders = {sender.lower()} if sender else set()
+    if msg.kind is Kind.BUSTA_ANOMALIA:
+        senders = _anomaly_senders(msg)
+        sender = next(iter(sorted(senders)), None)
     raw_display = raw.split("<")[0].strip()
     if display and not raw_display.startswith('"'):
         yield failed("FMT-22", "the From display name is not an RFC 5322 quoted-string",
@@ -174,9 +189,10 @@ def check_from(msg: ParsedMessage, ctx: ValidationContext):
                      expected=f"{PER_CONTO_DI}<original sender>", actual=display or "no display name",
                      decision="D2")
         return
-    if sender and named.lower() != sender.lower():
-        yield failed(req, "the display name names another sender", expected=sender, actual=named, decision="D23")
-    if sender and address.lower() == sender.lower():
+    if senders and named.lower() not in senders:
+        yield failed(req, "the display name names another sender", expected=" | ".join(sorted(senders)),
+                     actual=named, decision="D23")
+    if sender and address.lower() in senders:
         yield failed(req, "From address is the original author, not the provider", actual=address)
 
 
@@ -398,8 +414,10 @@ def check_inherited(msg: ParsedMessage, ctx: ValidationContext):
             ok = reply_to is not None and _norm(reply_to) == _norm(str(inner_reply))
             expected = str(inner_reply)
         else:
-            ok = reply_to is not None and parseaddr(reply_to)[1].lower() in (
-                inner_from.lower(), (d.mittente.lower() if d else ""))
+            allowed = {inner_from.lower(), d.mittente.lower() if d else ""}
+            if msg.kind is Kind.BUSTA_ANOMALIA:
+                allowed |= _anomaly_senders(msg)
+            ok = reply_to is not None and parseaddr(reply_to)[1].lower() in allowed - {""}
             expected = inner_from
         if ok:
             yield passed(rreq, "Reply-To as the rules say")

@@ -142,6 +142,8 @@ class World:
     multiplier: float = 1.0
     forgery: dict = field(default_factory=dict)  # name -> (key, cert) for forged signatures
     counterpart_credentials: object = None
+    # Publish a new providers index where the target loads it from (only when the suite controls that).
+    republish_index: Callable[[list], None] | None = None
 
 
 @dataclass

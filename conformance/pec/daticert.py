@@ -9,6 +9,7 @@ code (FMT-09, FMT-10).
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
@@ -237,9 +238,19 @@ def parse(data: bytes) -> DatiCert:
 
 
 @lru_cache(maxsize=1)
+def _xsd_bytes() -> bytes:
+    return resources.files("conformance").joinpath("schemas", "daticert.xsd").read_bytes()
+
+
+_LOCAL = threading.local()
+
+
 def _schema() -> etree.XMLSchema:
-    xsd = resources.files("conformance").joinpath("schemas", "daticert.xsd").read_bytes()
-    return etree.XMLSchema(etree.fromstring(xsd, _safe_parser()))
+    """One compiled schema per thread: libxml2 schema objects must not be shared between threads."""
+    schema = getattr(_LOCAL, "schema", None)
+    if schema is None:
+        schema = _LOCAL.schema = etree.XMLSchema(etree.fromstring(_xsd_bytes(), _safe_parser()))
+    return schema
 
 
 def schema_errors(root: etree._Element) -> list[str]:

@@ -686,7 +686,7 @@ def issue_tls_server_certificate(
 
 # --------------------------------------------------------------------------- counterpart forgeries
 
-FORGERY_KINDS = ("expired", "not-yet-valid", "revoked", "foreign")
+FORGERY_KINDS = ("expired", "not-yet-valid", "revoked", "foreign", "renewed")
 # The forgery certificates that chain to the test CA; they join the provider's index record (below).
 _INDEXED_FORGERIES = ("expired", "not-yet-valid", "revoked", "renewed")
 

@@ -23,6 +23,7 @@ Example (every section but [provider], [signing] and [users] is optional)::
     crl = ["pki/ca/crl.pem"]
     index = "pki/index/providers.ldif.p7m"
     index_signer = "pki/index/index-signer.pem"
+    index_refresh = 86400                     # reload index and CRLs daily (IDX-07, RIC-07)
 
     [listen]
     access = "127.0.0.1:2587"
@@ -108,6 +109,7 @@ class ProviderConfig:
     crl: list[Path] = field(default_factory=list)
     index: Path | None = None
     index_signer: Path | None = None
+    index_refresh: float = 86400.0  # seconds between reloads of the index and CRLs (IDX-07: daily)
     access: tuple[str, int] = ("127.0.0.1", 0)
     incoming: tuple[str, int] = ("127.0.0.1", 0)
     users: dict[str, User] = field(default_factory=dict)
@@ -187,6 +189,7 @@ def load_config(path: Path) -> ProviderConfig:
             crl=[p(x) for x in trust.get("crl", [])],
             index=p(trust.get("index")),
             index_signer=p(trust.get("index_signer")),
+            index_refresh=float(trust.get("index_refresh", 86400.0)),
             access=_hostport(listen.get("access", "127.0.0.1:0"), "listen.access"),
             incoming=_hostport(listen.get("incoming", "127.0.0.1:0"), "listen.incoming"),
             users=users,

@@ -63,6 +63,9 @@ _FORMAL_FAMILIES = ("structure.", "headers.", "daticert.")
 def formal_problem(msg: ParsedMessage, ctx: ValidationContext) -> str | None:
     """The first format FAIL the validator finds, as a short reason; None when the message is correct."""
     result = validate_parsed(msg, ctx, families=_FORMAL_FAMILIES)
+    crashed = [f for f in result.findings if f.verdict is Verdict.ERROR and f.message.startswith("check crashed")]
+    if crashed:  # our own failure: answer 451 and let the sender retry, never call its message malformed
+        raise RuntimeError(f"formal check failed: {crashed[0].message}")
     for f in result.findings:
         if f.verdict in (Verdict.FAIL, Verdict.ERROR) and any(r.startswith(_FORMAL_PREFIXES)
                                                               for r in f.requirements):
@@ -181,9 +184,10 @@ class IncomingPoint:
         d = msg.daticert
         t = b.Transaction.from_daticert(d)
         sender_domain = d.mittente.rpartition("@")[2]
+        receipt_box = None
         if origin.certificate_der is not None:
             receipt_box = p.index.receipt_mailbox_for(origin.certificate_der, sender_domain)
-        else:  # only reachable with a fault that lets an unsigned envelope through
+        if receipt_box is None:  # only reachable with a fault that lets an unverified envelope through
             record = p.index.record_for_domain(sender_domain)
             receipt_box = record.mail_receipt if record is not None else d.mittente
         if not p.faults.on("inc-no-presa-in-carico"):

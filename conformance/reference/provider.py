@@ -60,16 +60,9 @@ class ReferenceProvider:
         cert = _load_pem_certs(config.signing_certificate)[0]
         self.ca_certificates = [c for path in config.ca for c in _load_pem_certs(path)]
         self.ca_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in self.ca_certificates).decode()
-        self.crls = []
-        for path in config.crl:
-            data = path.read_bytes()
-            self.crls.append(x509.load_pem_x509_crl(data) if b"-----BEGIN" in data else x509.load_der_x509_crl(data))
         if config.index is None:
             raise ConfigError("trust.index is required: the providers index")
-        signer = _load_pem_certs(config.index_signer)[0] if config.index_signer else None
-        self.index, signed = load_index(config.index.read_bytes(), signer)
-        if signed is not None and signer is not None and not signed.signer_trusted:
-            raise ConfigError(f"{config.index}: the index signature does not verify with {config.index_signer}")
+        self.reload_trust()
         self.gestore = b.Gestore(name=config.name, domain=config.domains[0], key=key, certificate=cert,
                                  service_address=config.service_address, digest=config.digest,
                                  daticert_hook=lambda kind, d: self.faults.daticert_hook(kind, d))
@@ -94,6 +87,21 @@ class ReferenceProvider:
         self.errors: list[str] = []
         self.access_address: tuple[str, int] | None = None
         self.incoming_address: tuple[str, int] | None = None
+
+    def reload_trust(self) -> None:
+        """(Re)load the providers index (its signature checked) and the CRLs: the local copy of the directory,
+        refreshed every `index_refresh` seconds (IDX-07) so revocations are picked up (RIC-07)."""
+        config = self.config
+        crls = []
+        for path in config.crl:
+            data = path.read_bytes()
+            crls.append(x509.load_pem_x509_crl(data) if b"-----BEGIN" in data else x509.load_der_x509_crl(data))
+        signer = _load_pem_certs(config.index_signer)[0] if config.index_signer else None
+        index, signed = load_index(config.index.read_bytes(), signer)
+        if signed is not None and signer is not None and not signed.signer_trusted:
+            raise ConfigError(f"{config.index}: the index signature does not verify with {config.index_signer}")
+        self.index, self.crls = index, crls
+        self._trust_loaded = time.monotonic()
 
     # ------------------------------------------------------------------ helpers used by the points
     def log_error(self, text: str) -> None:
@@ -246,6 +254,12 @@ class ReferenceProvider:
                 self.tracker.tick()
             except Exception as exc:
                 self.log_error(f"timers: {exc!r}")
+            if time.monotonic() - self._trust_loaded >= self.config.index_refresh:
+                try:
+                    self.reload_trust()
+                except Exception as exc:  # keep the last good copy (a broken publication must not blind us)
+                    self._trust_loaded = time.monotonic()
+                    self.log_error(f"index refresh: {exc!r}")
 
     def stop(self) -> None:
         self._stop.set()

@@ -113,3 +113,40 @@ def tipo_carried(ctx: ScenarioContext) -> None:
     ctx.verdict(("ACC-18", "ENV-16"), seen.get("default", (None, None))[1] == "completa"
                 and seen.get("default", (None,))[0] in ("completa", None),
                 "nothing requested: completa", expected="completa", actual=str(seen.get("default")), decision="D20")
+
+
+@scenario("formal.index-refresh", "The target refreshes its copy of the providers index",
+          "A new domain is added to the counterpart's record in the published index; after the target's "
+          "refresh interval, a recipient in that domain is classified certificato instead of esterno.",
+          ["IDX-07", "ACC-14"], needs=("index_refresh",), timers=True)
+def index_refresh(ctx: ScenarioContext) -> None:
+    import dataclasses
+    import time
+
+    from ..engine.core import Skip
+
+    if ctx.world.republish_index is None:
+        raise Skip("the suite cannot publish the index this target loads")
+    domain = f"nuovo{ctx.token}.test"
+    rcpt = f"utente@{domain}"
+
+    def label() -> str | None:
+        seen = len(ctx.mailbox(0, [Kind.ACCETTAZIONE]))
+        ctx.submit(ctx.original(rcpt, tipo="sintetica", subject=f"indice {time.monotonic():.3f}"), [rcpt])
+        got = ctx.wait_mailbox(0, Kind.ACCETTAZIONE, count=seen + 1)
+        d = got[seen].message.daticert if len(got) > seen else None
+        return d.destinatari[0].tipo if d and d.destinatari else None
+
+    before = label()
+    records = [dataclasses.replace(r, managed_domains=(*r.managed_domains, domain))
+               if r.provider_name == ctx.world.counterpart_credentials.provider_name and r.is_main else r
+               for r in ctx.world.validation.index.records]
+    ctx.world.republish_index(records)
+    from ..pec.index import ProvidersIndex
+
+    ctx.world.validation.index = ProvidersIndex(records)  # the suite judges with the index it published
+    time.sleep(ctx.seconds(float(ctx.world.profile.capability("index_refresh"))) + 1.0)
+    after = label()
+    ctx.verdict(("IDX-07", "ACC-14"), before == "esterno" and after == "certificato",
+                "the domain added to the index is recognised after the refresh interval",
+                expected="esterno, then certificato", actual=f"{before}, then {after}")

@@ -219,7 +219,7 @@ def notice_unchanged(ctx: ScenarioContext) -> None:
     ctx.verdict("RIC-13", out.accepted, "the user's message is accepted", actual=f"{out.code} {out.text}")
     envelopes = ctx.wait_counterpart(Kind.BUSTA_TRASPORTO)
     if not envelopes or envelopes[0].message.daticert is None:
-        ctx.verdict("RIC-13", False, "no readable envelope reached the counterpart: no notice to send",
+        ctx.verdict("ACC-17", False, "no readable envelope reached the counterpart: no notice to answer it with",
                     actual=str(len(envelopes)))
         return
     notice = forge.consegna(ctx.world.counterpart_credentials, envelopes[0].message, ctx.peer(0), "sintetica")

@@ -129,7 +129,7 @@ def reported_by_counterpart(ctx: ScenarioContext) -> None:
           "The counterpart sends two target users a correct envelope carrying EICAR; the target delivers "
           "nothing, takes the envelope in charge (decision D24) and sends one rilevazione virus per recipient, "
           "with X-Mittente, to the counterpart's mailReceipt (decision D21).",
-          ["VIR-05", "VIR-06", "VIR-07", "VIR-08", "MUL-06", "CON-02"])
+          ["VIR-05", "VIR-06", "VIR-07", "VIR-08", "MUL-06", "CON-02", "GEN-07"])
 def envelope_into_target(ctx: ScenarioContext) -> None:
     users = [ctx.user(1), ctx.user(2)]
     cp = ctx.world.counterpart
@@ -156,9 +156,14 @@ def envelope_into_target(ctx: ScenarioContext) -> None:
     ctx.verdict("VIR-06", bool(presa), "a presa in carico for the infected envelope", soft=True, decision="D24",
                 expected="presa in carico", actual=f"{len(presa)} presa in carico")
     ctx.quiet_mailbox(1, Kind.BUSTA_TRASPORTO, during=1.0)
-    delivered = ctx.mailbox(1) + ctx.mailbox(2)
-    ctx.verdict("VIR-05", not delivered, "the infected envelope reaches no recipient mailbox", expected="nothing",
-                actual=", ".join(str(c.message.kind) for c in delivered) or "nothing")
+    arrived = ctx.mailbox(1) + ctx.mailbox(2)
+    carried = [c for c in arrived if c.message.kind in (Kind.BUSTA_TRASPORTO, Kind.BUSTA_ANOMALIA)
+               or _carries_eicar(c.raw)]
+    ctx.verdict("VIR-05", not carried, "the infected envelope reaches no recipient mailbox", expected="nothing",
+                actual=", ".join(str(c.message.kind) for c in carried) or "nothing")
+    shown = [c for c in arrived if c.message.kind is Kind.PRESA_IN_CARICO]
+    ctx.verdict("GEN-07", not shown, "no presa in carico in a recipient's mailbox", expected="none",
+                actual=f"{len(shown)} presa in carico")
     receipts = [r for r in ctx.counterpart_got() if r.message.kind in CONSEGNE]
     ctx.verdict(("VIR-05", "CON-02"), not receipts, "no delivery receipt for the infected envelope",
                 expected="none", actual=f"{len(receipts)} receipt(s)")
