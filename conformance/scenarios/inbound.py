@@ -215,3 +215,24 @@ def anomaly_routing(ctx: ScenarioContext) -> None:
     ctx.verdict("ANO-08", (m.header("reply-to") or "").strip("<> ").endswith(sender),
                 "a Reply-To to the original sender is inserted", decision="D23", expected=sender,
                 actual=m.header("reply-to") or "missing")
+
+
+@scenario("inbound.cc-recipient", "The target's Cc recipient gets a concise receipt",
+          "A counterpart user sends two target users, one in To and one in Cc, asking for complete receipts; "
+          "the target returns a complete receipt for the To recipient and a concise one for the Cc recipient.",
+          ["CON-09", "CON-08", "CON-06", "MUL-05"])
+def cc_recipient(ctx: ScenarioContext) -> None:
+    to, cc = ctx.user(0), ctx.user(1)
+    env = _send_envelope(ctx, ctx.original(to, cc=cc, sender=ctx.peer(0), tipo="completa"), [to, cc])
+    complete = ctx.wait_counterpart(Kind.CONSEGNA_COMPLETA)
+    concise = ctx.wait_counterpart(Kind.CONSEGNA_SINTETICA)
+    names = {str(c.message.kind): (c.message.daticert.consegna or "").lower() for c in complete + concise
+             if c.message.daticert}
+    ctx.verdict(("CON-09", "MUL-05"), names.get("consegna-sintetica") == cc and len(concise) == 1,
+                "the Cc recipient's receipt is concise", decision="D5", expected=f"sintetica for {cc}",
+                actual=", ".join(f"{k} for {v}" for k, v in names.items()) or "none")
+    ctx.verdict(("CON-08", "CON-06"), names.get("consegna-completa") == to and len(complete) == 1,
+                "the To recipient's receipt is complete", expected=f"completa for {to}",
+                actual=", ".join(f"{k} for {v}" for k, v in names.items()) or "none")
+    if complete:
+        _judge_with_original(ctx, complete[0], env, Kind.CONSEGNA_COMPLETA)
