@@ -123,3 +123,20 @@ def xml_truth(ctx: ScenarioContext) -> None:
     ctx.verdict("GEN-11", len(receipts) >= 1 and not final,
                 "the receipt's daticert clears the recipient's timers whatever its text says",
                 expected="no 24 h notice", actual=f"{len(final)} notice(s)")
+
+
+@scenario("transaction.rejected-then-quiet", "Timers after a non-delivery notice",
+          "The counterpart answers a mancata consegna for the recipient; the rules do not say whether the "
+          "recipient's timers stop: a later 12 h / 24 h notice and its absence are both conformant (D25).",
+          ["TMO-12", "CON-19"], timers=True)
+def rejected_then_quiet(ctx: ScenarioContext) -> None:
+    rcpt = f"respinto.{ctx.token}@{ctx.peer(0).rpartition('@')[2]}"
+    ctx.world.counterpart.set_behaviour("reject-recipient", recipients=[rcpt])
+    ctx.submit(ctx.original(rcpt, tipo="sintetica"), [rcpt])
+    rejected = ctx.wait_mailbox(0, Kind.MANCATA_CONSEGNA)
+    ctx.verdict("CON-19", len(rejected) == 1, "the counterpart's non-delivery notice reaches the user",
+                actual=str(len(rejected)))
+    later = ctx.quiet_mailbox(0, Kind.MANCATA_CONSEGNA_24H, during=ctx.timer("timeout", 6.0) + 1.0)
+    later += ctx.mailbox(0, [Kind.PREAVVISO_12H])
+    ctx.verdict("TMO-12", True, f"timers after a non-delivery: {len(later)} timeout notice(s); both readings pass",
+                decision="D25", actual=f"{len(later)} notice(s)")
