@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import UTC, datetime
-from email.utils import getaddresses
 
 from asn1crypto import cms as asn1_cms
 
@@ -27,9 +26,7 @@ from ..pec.constants import (
     CODE_UNKNOWN_MAILBOX,
     ERRORE_NO_DEST,
     H_TIPO_RICEVUTA,
-    TIPI_RICEVUTA,
     TIPO_COMPLETA,
-    TIPO_SINTETICA,
 )
 from ..pec.mime import (
     CRLF,
@@ -37,6 +34,7 @@ from ..pec.mime import (
     b64_body,
     encode_header_value,
     entity,
+    header_lines,
     multipart,
     split_entity,
     text_part,
@@ -45,7 +43,7 @@ from ..pec.mime import (
 from ..pec.parse import ParsedMessage, parse_message
 from ..pec.pki import ProviderCredentials
 from ..pec.samples import EICAR
-from ..pec.smime import sign_entity, split_signed
+from ..pec.smime import resign, split_signed, unsign
 
 EICAR_NAME = "Eicar-Test-Signature"
 DEFAULT_SUBJECT = "Prova PEC dalla controparte"
@@ -156,7 +154,7 @@ def add_attachment(raw: bytes, content_type: str, name: str, data: bytes) -> byt
         if at >= 0:
             return head + body[:at] + closing[:-2] + CRLF + part + body[at:]
     # Move the Content-* fields to the first part of a new multipart/mixed.
-    fields = _header_fields(head)
+    fields = header_lines(head)
     content = [f for f in fields if f.lower().startswith(b"content-")]
     outer = [f for f in fields if not f.lower().startswith((b"content-", b"mime-version:"))]
     first = b"".join(content) + CRLF + body
@@ -208,24 +206,6 @@ def ordinary(sender: str, to: str | list[str], subject: str, *, text: str = "Mes
 # Forgeries of a signed message
 
 
-def _header_fields(block: bytes) -> list[bytes]:
-    fields: list[bytes] = []
-    for line in re.split(rb"(?<=\n)", block):
-        if not line.strip():
-            continue
-        if line[:1] in (b" ", b"\t") and fields:
-            fields[-1] += line
-        else:
-            fields.append(line)
-    return fields
-
-
-def _outer_fields(raw: bytes) -> list[tuple[str, str]]:
-    root = walk_entity(raw)
-    return [(n, re.sub(r"\r?\n[ \t]", " ", str(v)).strip()) for n, v in root.headers.items()
-            if n.lower() not in ("mime-version", "content-type")]
-
-
 def _signed(raw: bytes):
     signed = split_signed(walk_entity(raw))
     if signed is None:
@@ -235,17 +215,13 @@ def _signed(raw: bytes):
 
 def unsigned(envelope_bytes: bytes) -> bytes:
     """The same message without its S/MIME layer: the outer fields and the signed multipart/mixed body."""
-    signed = _signed(envelope_bytes)
-    head = b"".join(f"{n}: {v}".encode() + CRLF for n, v in _outer_fields(envelope_bytes))
-    return head + b"MIME-Version: 1.0" + CRLF + signed.content + CRLF
+    return unsign(envelope_bytes)
 
 
 def signed_by(envelope_bytes: bytes, key, cert, digest: str = "sha256", *,
               signing_time: datetime | None = None) -> bytes:
     """The same outer fields and signed content, signed again by another key and certificate."""
-    signed = _signed(envelope_bytes)
-    return sign_entity(_outer_fields(envelope_bytes), signed.content + CRLF, key, cert, digest=digest,
-                       signing_time=signing_time)
+    return resign(envelope_bytes, lambda content: content, key, cert, digest, signing_time=signing_time)
 
 
 def bad_signature(envelope_bytes: bytes) -> bytes:
@@ -304,24 +280,8 @@ def _parsed(envelope_parsed: ParsedMessage | bytes) -> ParsedMessage:
     return msg
 
 
-def requested_variant(msg: ParsedMessage) -> str:
-    """X-TipoRicevuta of the envelope, else daticert ricevuta/@tipo, else completa."""
-    value = msg.header(H_TIPO_RICEVUTA)
-    if value in TIPI_RICEVUTA:
-        return value
-    if msg.daticert is not None and msg.daticert.ricevuta in TIPI_RICEVUTA:
-        return msg.daticert.ricevuta
-    return TIPO_COMPLETA
-
-
-def variant_for(msg: ParsedMessage, recipient: str) -> str:
-    """What `recipient` gets: the requested variant, sintetica for a recipient only in Cc (CON-09)."""
-    to = {a.lower() for _, a in getaddresses(msg.header_all("to"))}
-    cc = {a.lower() for _, a in getaddresses(msg.header_all("cc"))}
-    r = recipient.lower()
-    if r in cc and r not in to:
-        return TIPO_SINTETICA
-    return requested_variant(msg)
+requested_variant = b.requested_variant
+variant_for = b.variant_for
 
 
 def presa_in_carico(creds: ProviderCredentials, envelope_parsed: ParsedMessage | bytes, receipt_mailbox: str,

@@ -44,6 +44,7 @@ from .constants import (
     TEXT_CHARSET,
     TIPI_RICEVUTA,
     TIPO_COMPLETA,
+    TIPO_SINTETICA,
     TRASPORTO_ERRORE,
     TRASPORTO_POSTA_CERTIFICATA,
     VERIFICA_SICUREZZA_ERRORE,
@@ -202,6 +203,27 @@ class NoticeDetails:
     errore_esteso: str | None = None
     reason: str | None = None
     ricevuta: str | None = None
+
+
+def requested_variant(msg) -> str:
+    """The receipt an envelope asks for: X-TipoRicevuta, else daticert ricevuta/@tipo, else completa."""
+    value = msg.header(H_TIPO_RICEVUTA)
+    if value in TIPI_RICEVUTA:
+        return value
+    if msg.daticert is not None and msg.daticert.ricevuta in TIPI_RICEVUTA:
+        return msg.daticert.ricevuta
+    return TIPO_COMPLETA
+
+
+def variant_for(msg, recipient: str) -> str:
+    """What a recipient of an envelope (a ParsedMessage) gets: the requested variant; a recipient only in Cc
+    the concise one (CON-09); one To/Cc cannot classify counts as primary (CON-10, decision D28)."""
+    to = {a.lower() for _, a in getaddresses(msg.header_all("to"))}
+    cc = {a.lower() for _, a in getaddresses(msg.header_all("cc"))}
+    r = recipient.lower()
+    if r in cc and r not in to:
+        return TIPO_SINTETICA
+    return requested_variant(msg)
 
 
 # ---------------------------------------------------------------------------------------------

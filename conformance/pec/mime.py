@@ -147,6 +147,19 @@ def split_entity(raw: bytes) -> tuple[bytes, bytes]:
     return raw[:at], raw[at:]
 
 
+def header_lines(block: bytes) -> list[bytes]:
+    """The header fields of a block as raw bytes, each with its folded continuation lines."""
+    fields: list[bytes] = []
+    for line in re.split(rb"(?<=\n)", block):
+        if not line.strip():
+            continue
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += line
+        else:
+            fields.append(line)
+    return fields
+
+
 _LONG_LINE = re.compile(rb"[^\n]{%d}" % (MAX_HEADER_LINE + 1))
 MAX_HEADER_FIELDS = 10_000
 

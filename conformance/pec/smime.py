@@ -127,3 +127,38 @@ def split_signed(node: MimeNode) -> SignedParts | None:
         signature_der=der,
         signature_error=error,
     )
+
+
+def outer_fields(raw: bytes) -> list[tuple[str, str]]:
+    """The outer header fields of a signed message, unfolded, without MIME-Version and Content-Type
+    (which `sign_entity` writes): what re-signing keeps."""
+    from .mime import walk_entity
+
+    root = walk_entity(raw)
+    return [(n, re.sub(r"\r?\n[ \t]", " ", str(v)).strip()) for n, v in root.headers.items()
+            if n.lower() not in ("mime-version", "content-type")]
+
+
+def _signed_parts(raw: bytes) -> SignedParts:
+    from .mime import walk_entity
+
+    signed = split_signed(walk_entity(raw))
+    if signed is None:
+        raise ValueError("not a multipart/signed message")
+    return signed
+
+
+def resign(raw: bytes, transform, key, certificate, digest: str = "sha256", *,
+           signing_time: datetime | None = None) -> bytes:
+    """The same message with its signed content passed through `transform` and signed again (by `key`):
+    a change made this way is the only defect, the signature is good."""
+    signed = _signed_parts(raw)
+    return sign_entity(outer_fields(raw), transform(signed.content + CRLF), key, certificate, digest=digest,
+                       signing_time=signing_time)
+
+
+def unsign(raw: bytes) -> bytes:
+    """The same message without its S/MIME layer: the outer fields and the signed multipart/mixed body."""
+    signed = _signed_parts(raw)
+    head = b"".join(f"{n}: {v}".encode() + CRLF for n, v in outer_fields(raw))
+    return head + b"MIME-Version: 1.0" + CRLF + signed.content + CRLF

@@ -11,7 +11,6 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from email.utils import getaddresses
 from pathlib import Path
 
 from ..pec import build as b
@@ -19,8 +18,6 @@ from ..pec.constants import (
     CODE_MAILBOX_FULL,
     CODE_UNKNOWN_MAILBOX,
     ERRORE_NO_DEST,
-    H_TIPO_RICEVUTA,
-    TIPI_RICEVUTA,
     TIPO_COMPLETA,
     TIPO_SINTETICA,
     Kind,
@@ -104,25 +101,8 @@ class DeliveryOutcome:
     kind: Kind | None
 
 
-def requested_variant(msg: ParsedMessage) -> str:
-    value = msg.header(H_TIPO_RICEVUTA)
-    if value in TIPI_RICEVUTA:
-        return value
-    if msg.daticert is not None and msg.daticert.ricevuta in TIPI_RICEVUTA:
-        return msg.daticert.ricevuta
-    return TIPO_COMPLETA
-
-
-def variant_for(msg: ParsedMessage, recipient: str) -> str:
-    """Primary recipients get what the sender asked for; Cc-only ones the concise receipt (CON-09);
-    a recipient To/Cc cannot classify is treated as primary (CON-10, decision D28)."""
-    requested = requested_variant(msg)
-    to = {a.lower() for _, a in getaddresses(msg.header_all("to"))}
-    cc = {a.lower() for _, a in getaddresses(msg.header_all("cc"))}
-    r = recipient.lower()
-    if r in cc and r not in to:
-        return TIPO_SINTETICA
-    return requested
+requested_variant = b.requested_variant
+variant_for = b.variant_for
 
 
 class DeliveryPoint:

@@ -21,29 +21,16 @@ from ..pec.constants import (
     H_VERIFICA_SICUREZZA,
     Kind,
 )
-from ..pec.mime import CRLF, split_entity, walk_entity
-from ..pec.smime import sign_entity, split_signed
+from ..pec.mime import CRLF, header_lines, split_entity, walk_entity
+from ..pec.smime import resign, unsign
 
 # ---------------------------------------------------------------------------------------------
 # Byte-level helpers (outer header fields are outside the signature)
 
 
-def _header_lines(block: bytes) -> list[bytes]:
-    """Header fields of a block, each with its folded continuation lines."""
-    fields: list[bytes] = []
-    for line in re.split(rb"(?<=\n)", block):
-        if not line.strip():
-            continue
-        if line[:1] in (b" ", b"\t") and fields:
-            fields[-1] += line
-        else:
-            fields.append(line)
-    return fields
-
-
 def edit_outer(raw: bytes, fn: Callable[[list[bytes]], list[bytes]]) -> bytes:
     head, body = split_entity(raw)
-    return b"".join(fn(_header_lines(head))) + CRLF + body
+    return b"".join(fn(header_lines(head))) + CRLF + body
 
 
 def drop_header(raw: bytes, name: str) -> bytes:
@@ -65,26 +52,6 @@ def set_header(raw: bytes, name: str, value: str) -> bytes:
 def get_header(raw: bytes, name: str) -> str | None:
     value = walk_entity(raw).headers.get(name)
     return None if value is None else re.sub(r"\r?\n[ \t]", " ", str(value)).strip()
-
-
-def _outer_fields(raw: bytes) -> list[tuple[str, str]]:
-    root = walk_entity(raw)
-    return [(n, re.sub(r"\r?\n[ \t]", " ", str(v)).strip()) for n, v in root.headers.items()
-            if n.lower() not in ("mime-version", "content-type")]
-
-
-def resign(raw: bytes, fn: Callable[[bytes], bytes], key, certificate, digest: str = "sha256") -> bytes:
-    """Transform the signed content and sign it again, so the change is the only defect."""
-    signed = split_signed(walk_entity(raw))
-    inner = fn(signed.content + CRLF)
-    return sign_entity(_outer_fields(raw), inner, key, certificate, digest=digest)
-
-
-def unsign(raw: bytes) -> bytes:
-    """The same message without its S/MIME layer: outer fields and the multipart/mixed body."""
-    signed = split_signed(walk_entity(raw))
-    head = b"".join(f"{n}: {v}".encode() + CRLF for n, v in _outer_fields(raw))
-    return head + b"MIME-Version: 1.0" + CRLF + signed.content + CRLF
 
 
 def _drop_mime_part(inner: bytes, predicate: Callable[[bytes], bool]) -> bytes:
