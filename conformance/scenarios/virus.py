@@ -188,7 +188,8 @@ def ordinary_mail(ctx: ScenarioContext) -> None:
                 expected="refused, discarded or cleaned",
                 actual=", ".join(str(c.message.kind) for c in infected) or f"SMTP {code}, {len(arrived)} delivered")
     how = "refused at SMTP level" if code >= 500 else f"accepted ({code}), {len(arrived)} message(s) delivered"
-    ctx.info("VIR-14", f"infected ordinary mail: {how}")
     notices = [c for c in ctx.wait_ordinary(count=0, within=0) if c.message.kind not in (Kind.ORDINARY, Kind.UNKNOWN)]
-    if notices:
-        ctx.info("VIR-14", "the ordinary sender got PEC notices: " + ", ".join(str(c.message.kind) for c in notices))
+    # VIR-14 allows discarding it like any Internet mail; what it rules out is a PEC notice to the outsider.
+    ctx.verdict("VIR-14", not notices, f"infected ordinary mail handled as Internet mail ({how}), no PEC notice",
+                expected="no PEC notice to the ordinary sender",
+                actual=", ".join(str(c.message.kind) for c in notices) or "none")
