@@ -102,6 +102,7 @@ def builtin_target(out: Path, faults: list[str], multiplier: float) -> Iterator[
         started.append(provider)
         counterpart.target_incoming = provider.incoming_address
         ordinary.target_incoming = provider.incoming_address
+        ordinary.client_tls = _client_tls(work / "pki/ca/ca.pem")  # it may use STARTTLS towards the target
         maildir = config.data_dir / "maildir"
         profile = TargetProfile(
             name=TARGET_NAME, domains=list(TARGET_DOMAINS), service_address=config.service_address,

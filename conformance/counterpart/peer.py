@@ -290,7 +290,8 @@ class Counterpart(Recorder):
             self.errors.append(f"{d.identificativo}: no mailReceipt in the index for the signer; no presa in carico")
         name = behaviour.name
         for r in recipients:
-            unknown = self.users is not None and r not in self.users
+            # An address given its own behaviour is one of ours for this run, whatever the user list says.
+            unknown = self.users is not None and r not in self.users and r not in self._per_recipient
             if name == REJECT_RECIPIENT or (unknown and name in (NORMAL, DELAYED)):
                 notices.append((str(Kind.MANCATA_CONSEGNA), d.mittente, forge.mancata_consegna(creds, msg, r,
                                                                                                digest=digest)))

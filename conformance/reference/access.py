@@ -34,7 +34,8 @@ class AccessResult:
     transaction: b.Transaction | None = None
     pec_recipients: list[str] = field(default_factory=list)
     quarantine: bytes | None = None
-    instant: datetime | None = None
+    instant: datetime | None = None  # to the second: the Date and daticert of the receipt and envelope
+    dispatched: float = 0.0  # precise: the 12 h / 24 h timers run from here
 
 
 def _addresses(values: list) -> list[str]:
@@ -70,7 +71,8 @@ class AccessPoint:
 
     def submit(self, s: Submission) -> AccessResult:
         p = self.p
-        now = datetime.now(UTC).replace(microsecond=0)
+        dispatched = datetime.now(UTC)
+        now = dispatched.replace(microsecond=0)
         if parseaddr(s.mail_from)[1].lower() != s.user.lower() and not p.faults.on("acc-sender-mismatch-accepted"):
             raise Refused(553, "5.7.1 sender address differs from the authenticated user")
         try:
@@ -82,7 +84,7 @@ class AccessPoint:
             raise Refused(553, "5.7.1 From differs from the authenticated user")
         ident = p.gestore.new_msgid(now)
         t = b.Transaction.from_original(o, ident, p.index.is_pec_domain)
-        result = AccessResult(identificativo=ident, transaction=t, instant=now)
+        result = AccessResult(identificativo=ident, transaction=t, instant=now, dispatched=dispatched.timestamp())
         problem = self.formal_problem(s, o)
         if problem is not None:
             notice = b.build_non_accettazione(p.gestore, t, now, problem)

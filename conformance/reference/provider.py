@@ -149,7 +149,7 @@ class ReferenceProvider:
             t = result.transaction
             if result.accepted:
                 self.store.open_transaction(tx, result.identificativo, t.mittente, transaction_to_dict(t),
-                                            result.pec_recipients, result.instant.timestamp())
+                                            result.pec_recipients, result.dispatched)
             if result.quarantine is not None:
                 self.store.quarantine(result.reason or "virus", mail_from, rcpts, result.quarantine, db=tx)
             self.store.log("accepted" if result.accepted else "not-accepted", "in", pec_msgid=result.identificativo,
