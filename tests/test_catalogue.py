@@ -145,5 +145,5 @@ def test_lookup(catalogue: Catalogue) -> None:
     assert "SEC-09" not in catalogue
     assert catalogue.get("GEN-01").group == "GEN"
     with pytest.raises(KeyError):
-        catalogue.get("XXX-99")
+        catalogue.get("ZZZ-99")
     assert load_catalogue() is catalogue

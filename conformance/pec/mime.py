@@ -400,3 +400,26 @@ def _walk(src: bytes, start: int, end: int, depth: int) -> MimeNode:
             node.closed = closed
             node.children = [_walk(src, s, e, depth + 1) for s, e in spans]
     return node
+
+
+def contains(raw: bytes, needle: bytes, *, depth: int = 0, root: MimeNode | None = None, max_depth: int = 8) -> bool:
+    """Whether `needle` occurs in the message as transferred or in any decoded part, attached messages
+    included (how the test virus signature travels: base64 attachments, forwarded messages)."""
+    if needle in raw:
+        return True
+    if depth > max_depth:
+        return False
+    try:
+        root = root or walk_entity(raw)
+    except MimeError:
+        return False
+    for leaf in root.leaves():
+        try:
+            body = leaf.decoded()
+        except MimeError:
+            continue
+        if needle in body:
+            return True
+        if leaf.content_type == "message/rfc822" and contains(body, needle, depth=depth + 1, max_depth=max_depth):
+            return True
+    return False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import struct
 
-from ..pec.mime import MimeError, MimeNode, walk_entity
+from ..pec.mime import MimeNode, contains
 
 EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 EICAR_NAME = "Eicar-Test-Signature"
@@ -27,28 +27,7 @@ class Scanner:
         """The name of the virus found, or None when the message is clean (`root`: the message already cut)."""
         if self.spec.startswith("clamd:"):
             return self._clamd(raw, self.spec.removeprefix("clamd:"))
-        return EICAR_NAME if self._eicar(raw, root=root) else None
-
-    @staticmethod
-    def _eicar(raw: bytes, depth: int = 0, root: MimeNode | None = None) -> bool:
-        if EICAR in raw:
-            return True
-        if depth > 8:
-            return False
-        try:
-            root = root or walk_entity(raw)
-        except MimeError:
-            return False
-        for leaf in root.leaves():
-            try:
-                body = leaf.decoded()
-            except MimeError:
-                continue
-            if EICAR in body:
-                return True
-            if leaf.content_type == "message/rfc822" and Scanner._eicar(body, depth + 1):
-                return True
-        return False
+        return EICAR_NAME if contains(raw, EICAR, root=root) else None
 
     def _clamd(self, raw: bytes, path: str) -> str | None:
         try:

@@ -11,7 +11,7 @@ import time
 from ..counterpart import forge
 from ..engine.core import Captured, HarnessError, ScenarioContext, scenario
 from ..pec.constants import H_MITTENTE, H_VERIFICA_SICUREZZA, VERIFICA_SICUREZZA_ERRORE, Kind
-from ..pec.mime import MimeError, walk_entity
+from ..pec.mime import contains
 from ..pec.samples import EICAR
 
 CONSEGNE = (Kind.CONSEGNA_COMPLETA, Kind.CONSEGNA_BREVE, Kind.CONSEGNA_SINTETICA)
@@ -32,22 +32,9 @@ def _wait_any(ctx: ScenarioContext, index: int, kinds: tuple[Kind, ...], within:
         time.sleep(0.1)
 
 
-def _carries_eicar(raw: bytes, depth: int = 0) -> bool:
+def _carries_eicar(raw: bytes) -> bool:
     """The test signature in the bytes or in any decoded part, attached messages included."""
-    if EICAR in raw:
-        return True
-    try:
-        root = walk_entity(raw)
-    except MimeError:
-        return False
-    for leaf in root.leaves():
-        try:
-            body = leaf.decoded()
-        except MimeError:
-            continue
-        if EICAR in body or (leaf.content_type == "message/rfc822" and depth < 4 and _carries_eicar(body, depth + 1)):
-            return True
-    return False
+    return contains(raw, EICAR, max_depth=4)
 
 
 def _flag(ctx: ScenarioContext, req: str, cap: Captured) -> None:
