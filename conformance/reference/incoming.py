@@ -102,7 +102,8 @@ class IncomingPoint:
             origin.verified, origin.reason = False, "firma SHA-1 non accettata"
         verified = origin.verified
         problem = formal_problem(msg, self._context()) if verified else None
-        infected = p.scanner.scan(raw, msg.root)
+        # Notices for our service mailbox carry no original to scan; everything meant for users is scanned.
+        infected = p.scanner.scan(raw, msg.root) if users else None
 
         if service:
             self._service_notice(msg, verified and problem is None, service, out)
