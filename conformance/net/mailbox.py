@@ -211,7 +211,27 @@ def _imap_quote(text: str) -> str:
 _FETCH_UID = re.compile(rb"\bUID (\d+)\b")
 
 
-class ImapReader:
+class _RemoteReader:
+    """What the IMAP and POP3 readers share: one connection, dropped without ceremony on a failure.
+    Each protocol supplies `_where(step)` (how it names itself in errors) and `_drop(conn)`."""
+
+    _conn = None
+
+    def _abort(self) -> None:
+        if self._conn is not None:
+            try:
+                self._drop(self._conn)
+            except OSError:
+                pass
+            self._conn = None
+
+    def _live(self, step: str):
+        if self._conn is None:
+            raise MailboxError("the reader is closed", **self._where(step))
+        return self._conn
+
+
+class ImapReader(_RemoteReader):
     """An IMAP mailbox opened read-only (``EXAMINE``); messages are read with ``BODY.PEEK[]``.
 
     ``tls="implicit"`` speaks TLS from the first byte (imaps); ``tls="starttls"`` requires the server
@@ -286,18 +306,8 @@ class ImapReader:
         if typ != "OK":
             raise imaplib.IMAP4.error(data[0] if data else typ)
 
-    def _abort(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.shutdown()
-            except OSError:
-                pass
-            self._conn = None
-
-    def _live(self, step: str) -> imaplib.IMAP4:
-        if self._conn is None:
-            raise MailboxError("the reader is closed", **self._where(step))
-        return self._conn
+    def _drop(self, conn: imaplib.IMAP4) -> None:
+        conn.shutdown()
 
     def list_uids(self) -> list[str]:
         conn = self._live("list")
@@ -384,7 +394,7 @@ def _pop3_retr_raw(conn: poplib.POP3, number: int) -> bytes:
         chunks.append(line[1:] if line.startswith(b".") else line)
 
 
-class Pop3Reader:
+class Pop3Reader(_RemoteReader):
     """A POP3 maildrop read with ``UIDL`` and ``RETR``; nothing is deleted (``RSET`` before ``QUIT``).
 
     ``tls="implicit"`` (pop3s) or ``tls="stls"`` (the server must offer STLS, used before USER/PASS).
@@ -434,18 +444,8 @@ class Pop3Reader:
         return {"protocol": "pop3s" if self.tls == "implicit" else "pop3+stls", "host": self.host,
                 "port": self.port, "step": step}
 
-    def _abort(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except OSError:
-                pass
-            self._conn = None
-
-    def _live(self, step: str) -> poplib.POP3:
-        if self._conn is None:
-            raise MailboxError("the reader is closed", **self._where(step))
-        return self._conn
+    def _drop(self, conn: poplib.POP3) -> None:
+        conn.close()
 
     def list_uids(self) -> list[str]:
         conn = self._live("list")
