@@ -368,7 +368,7 @@ def _progress(quiet: bool, total: int):
     console = Console(stderr=True)
     done: dict[str, int] = {}
     colours = {"PASS": "green", "FAIL": "red", "ERROR": "magenta", "WARN": "yellow", "SKIP": "dim",
-               "XFAIL": "cyan", "XPASS": "bold red"}
+               "XFAIL": "cyan", "XPASS": "bold red", "BLOCKED": "yellow"}
 
     def report(scenario_id: str, state: str, result) -> None:
         if result is None:

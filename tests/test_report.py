@@ -179,7 +179,7 @@ def test_load_report(tmp_path):
 
 
 def test_verdict_order():
-    assert VERDICTS == ("FAIL", "ERROR", "XPASS", "WARN", "XFAIL", "PASS", "REVIEW", "INFO", "SKIP")
+    assert VERDICTS == ("FAIL", "ERROR", "XPASS", "WARN", "XFAIL", "BLOCKED", "PASS", "REVIEW", "INFO", "SKIP")
     for i, higher in enumerate(VERDICTS):
         for lower in VERDICTS[i + 1:]:
             assert worst([lower, higher]) == higher
@@ -453,6 +453,7 @@ def test_diff_lists_new_and_removed_scenarios_checks_and_requirements():
     ("SKIP", "FAIL", "regressions"), ("PASS", "XFAIL", "regressions"), ("WARN", "ERROR", "regressions"),
     ("FAIL", "PASS", "fixes"), ("ERROR", "PASS", "fixes"), ("WARN", "PASS", "fixes"), ("XPASS", "XFAIL", "fixes"),
     ("FAIL", "ERROR", "changed"), ("FAIL", "SKIP", "changed"), ("PASS", "SKIP", "changed"),
+    ("PASS", "BLOCKED", "changed"), ("BLOCKED", "PASS", "changed"), ("BLOCKED", "FAIL", "regressions"),
     ("PASS", "INFO", "changed"), ("REVIEW", "PASS", "changed"), ("PASS", "PASS", None),
 ])
 def test_diff_classification(old, new, expected):

@@ -23,6 +23,7 @@ class Verdict(StrEnum):
     SKIP = "SKIP"
     ERROR = "ERROR"
     REVIEW = "REVIEW"
+    BLOCKED = "BLOCKED"
 
 
 @dataclass

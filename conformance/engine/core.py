@@ -29,7 +29,7 @@ from ..pec.samples import sample_original
 from .evidence import EvidenceStore
 from .profile import TargetProfile
 
-SEVERITY = ["FAIL", "ERROR", "XPASS", "WARN", "XFAIL", "PASS", "REVIEW", "INFO", "SKIP"]
+SEVERITY = ["FAIL", "ERROR", "XPASS", "WARN", "XFAIL", "BLOCKED", "PASS", "REVIEW", "INFO", "SKIP"]
 
 
 def worst(verdicts: Iterable[str]) -> str:

@@ -16,7 +16,7 @@ Three levels are compared, each item with the same shape
 When a verdict changes:
 
 - **regression**: it got worse. Judged verdicts rank PASS = INFO < XFAIL < WARN < FAIL = ERROR =
-  XPASS; moving up is a regression, down a fix. SKIP and REVIEW judge nothing: moving from them
+  XPASS; moving up is a regression, down a fix. SKIP, REVIEW and BLOCKED judge nothing: moving from them
   into FAIL/ERROR/XPASS is a regression (a capability now tested fails), any other move to or from
   them is ``changed`` (coverage moved; a FAIL that became a SKIP is not a fix).
 - **fix**: it got better.
@@ -36,7 +36,8 @@ from .model import UNEXPECTED, worst
 CATEGORIES: tuple[str, ...] = ("regressions", "fixes", "changed", "new", "removed")
 KINDS: tuple[str, ...] = ("scenario", "requirement", "finding")
 
-#: Rank of the verdicts that judge something (see the module docstring); SKIP and REVIEW have none.
+#: Rank of the verdicts that judge something (see the module docstring); SKIP, REVIEW and BLOCKED
+#: have none (a PASS that became BLOCKED is coverage lost: ``changed``, never a fix).
 _RANK: dict[str, int] = {"PASS": 0, "INFO": 0, "XFAIL": 1, "WARN": 2, "FAIL": 3, "ERROR": 3, "XPASS": 3}
 
 

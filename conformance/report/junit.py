@@ -6,7 +6,8 @@ reporters need (h2spec's JUnit lacked ``name`` and broke them). The mapping:
 - FAIL  -> ``<failure>`` citing the failing requirement IDs and findings;
 - XPASS -> ``<failure>`` (an unexpected pass fails CI until the expectation is removed);
 - ERROR -> ``<error>`` (the harness could not run it: not blamed on the target);
-- SKIP  -> ``<skipped>``; REVIEW -> ``<skipped>`` too (nothing a wire can judge);
+- SKIP  -> ``<skipped>``; REVIEW -> ``<skipped>`` too (nothing a wire can judge); BLOCKED ->
+  ``<skipped>`` with the precondition that failed (not exercised);
 - XFAIL -> passes, with ``<system-out>`` "expected failure: <reason>";
 - PASS, WARN, INFO -> pass; warnings are listed in ``<system-out>``.
 """
@@ -99,11 +100,12 @@ def _testcase(parent: ET.Element, scenario: Mapping[str, Any]) -> str:
         element = ET.SubElement(case, "error", {"message": _clean(_one_line(error, 300)), "type": "ERROR"})
         body = [error] + [describe_finding(f) for f in _problem_findings(scenario, {"ERROR"})]
         element.text = _clean("\n".join(body))
-    elif verdict in ("SKIP", "REVIEW"):
+    elif verdict in ("SKIP", "REVIEW", "BLOCKED"):
         outcome = "skipped"
-        if verdict == "SKIP":
-            why = next((f["message"] for f in scenario["findings"] if f["verdict"] == "SKIP"), "not run")
-            message = f"skipped: {_one_line(why, 300)}"
+        if verdict in ("SKIP", "BLOCKED"):
+            why = next((f["message"] for f in scenario["findings"] if f["verdict"] == verdict), "not run")
+            label = "skipped" if verdict == "SKIP" else "blocked (not exercised)"
+            message = f"{label}: {_one_line(why, 300)}"
         else:
             message = "needs review: evidence a wire cannot show (audit-only)"
         ET.SubElement(case, "skipped", {"message": _clean(message)})

@@ -31,12 +31,18 @@ SCHEMA_RESOURCE = "report.schema.json"
 #: - WARN: a SHOULD broken (or a decision says warn): reported, does not fail the run.
 #: - XFAIL: a known, justified deviation that failed as announced: nothing new, but below WARN it
 #:   would vanish from view, so it stays above PASS.
+#: - BLOCKED: not exercised because a precondition failed (the positive control was refused, the target
+#:   could not be reached, the preceding step of the transaction never happened). Never a PASS and
+#:   never a FAIL: the FAIL, if any, belongs to the requirement that was really broken. It ranks above
+#:   PASS so that a requirement passed in one scenario and blocked in another does not read as fully
+#:   exercised.
 #: - PASS: judged and conformant.
 #: - REVIEW: needs evidence a wire cannot show (audit-only); no judgement was possible, so one PASS
 #:   alongside makes the whole PASS.
 #: - INFO: worth knowing, no judgement.
 #: - SKIP: not run (the target does not declare the capability): the least information of all.
-VERDICTS: tuple[str, ...] = ("FAIL", "ERROR", "XPASS", "WARN", "XFAIL", "PASS", "REVIEW", "INFO", "SKIP")
+VERDICTS: tuple[str, ...] = ("FAIL", "ERROR", "XPASS", "WARN", "XFAIL", "BLOCKED", "PASS", "REVIEW", "INFO",
+                             "SKIP")
 
 #: Severity rank of each verdict: higher is worse.
 SEVERITY: dict[str, int] = {v: len(VERDICTS) - i for i, v in enumerate(VERDICTS)}
