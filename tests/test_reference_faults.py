@@ -522,6 +522,7 @@ SCENARIOS: dict[str, Scenario] = {
     "inc-sha1-refused": Scenario("sha1_envelope", p_sha1_refused),
     # delivery point
     "dlv-no-consegna": Scenario("completa", p_no_consegna),
+    "dlv-lose-one-in-ten": Scenario("completa", p_no_consegna),  # the first receipt is the one lost
     "dlv-consegna-subject-prefix": Scenario("completa", COMPLETA),
     "dlv-cc-gets-completa": Scenario("completa", p_cc_gets_completa),
     "dlv-wrong-brief-hash": Scenario("breve", emitted(Kind.CONSEGNA_BREVE, "beta", carried=_carried)),

@@ -123,7 +123,7 @@ class DeliveryPoint:
             p.maildirs.deliver(recipient, msg.raw)
         except MailboxFull:
             return self._non_delivery(t, recipient, instant, CODE_MAILBOX_FULL, "casella piena", errore="altro")
-        if p.faults.on("dlv-no-consegna"):
+        if p.faults.on("dlv-no-consegna") or p.faults.one_in("dlv-lose-one-in-ten", 10):
             return DeliveryOutcome(recipient, True, None, None)
         variant = variant_for(msg, recipient)
         if variant == TIPO_SINTETICA and p.faults.on("dlv-cc-gets-completa") and requested_variant(msg) != variant:

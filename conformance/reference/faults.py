@@ -9,6 +9,7 @@ sent twice, sent to the wrong party); the provider's code asks `faults.on(name)`
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -260,6 +261,8 @@ FAULTS: tuple[Fault, ...] = (
           "an envelope signed with SHA-1 by a peer is treated as an anomaly (decision D16)"),
     # ---------------------------------------------------------------- delivery point
     Fault("dlv-no-consegna", "delivery", ("CON-06", "RIC-09"), "FAIL", "no delivery receipt"),
+    Fault("dlv-lose-one-in-ten", "delivery", ("CON-06", "RIC-09"), "FAIL",
+          "one delivery receipt in ten is never issued (the first, the eleventh, ...): a loss only load shows"),
     Fault("dlv-consegna-subject-prefix", "delivery", ("FMT-18", "CON-05"), "FAIL",
           "delivery receipt subject misspelt",
           (Kind.CONSEGNA_COMPLETA, Kind.CONSEGNA_BREVE, Kind.CONSEGNA_SINTETICA),
@@ -315,11 +318,22 @@ class FaultSet:
         if unknown:
             raise UnknownFault(f"unknown fault(s): {', '.join(unknown)}")
         self.active = tuple(CATALOGUE[n] for n in names)
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
 
     def on(self, name: str) -> bool:
         if name not in CATALOGUE:
             raise UnknownFault(name)
         return any(f.name == name for f in self.active)
+
+    def one_in(self, name: str, n: int) -> bool:
+        """For a fault that hits a share of the flow: true for the 1st, (n+1)th, ... call while it is on."""
+        if not self.on(name):
+            return False
+        with self._lock:
+            count = self._counts.get(name, 0)
+            self._counts[name] = count + 1
+        return count % n == 0
 
     def daticert_hook(self, kind: Kind, d: dc.DatiCert) -> dc.DatiCert:
         for fault in self.active:
