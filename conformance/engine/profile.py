@@ -50,10 +50,11 @@ import json
 import os
 import tomllib
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import jsonschema
+
+from ..schemafiles import schema_path
 
 
 class ProfileError(ValueError):
@@ -111,7 +112,7 @@ class TargetProfile:
 
 
 def _schema() -> dict:
-    return json.loads(resources.files("conformance").joinpath("schemas", "profile.schema.json").read_text())
+    return json.loads(schema_path("profile.schema.json").read_text(encoding="utf-8"))
 
 
 def load_profile(path: Path) -> TargetProfile:

@@ -13,10 +13,10 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
-from importlib import resources
 
 from lxml import etree
 
+from ..schemafiles import schema_path
 from .constants import (
     DESTINATARIO_CERTIFICATO,
     ERRORE_NESSUNO,
@@ -239,7 +239,7 @@ def parse(data: bytes) -> DatiCert:
 
 @lru_cache(maxsize=1)
 def _xsd_bytes() -> bytes:
-    return resources.files("conformance").joinpath("schemas", "daticert.xsd").read_bytes()
+    return schema_path("daticert.xsd").read_bytes()
 
 
 _LOCAL = threading.local()

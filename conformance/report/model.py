@@ -12,9 +12,10 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from ..schemafiles import schema_path
 
 FORMAT = "pec-conformance-report/1"
 SCHEMA_RESOURCE = "report.schema.json"
@@ -157,7 +158,7 @@ def load_report(path: str | Path, *, validate: bool = False) -> dict:
 @lru_cache(maxsize=1)
 def report_schema() -> dict:
     """The report JSON Schema (draft 2020-12), from the packaged ``conformance/schemas``."""
-    text = resources.files("conformance").joinpath("schemas", SCHEMA_RESOURCE).read_text(encoding="utf-8")
+    text = schema_path(SCHEMA_RESOURCE).read_text(encoding="utf-8")
     return json.loads(text)
 
 
