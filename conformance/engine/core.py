@@ -48,6 +48,25 @@ class Skip(Exception):
     """The target does not declare what the scenario needs."""
 
 
+class Blocked(Exception):
+    """A precondition failed, so the requirements were not exercised (BLOCKED, never PASS or FAIL).
+
+    Raised by a scenario (or by the engine on its behalf, e.g. when preflight found the submission path
+    broken). The engine records a BLOCKED finding, naming the precondition, for each requirement of
+    `requirements` (default: all the scenario's) that no finding has judged yet.
+    """
+
+    def __init__(self, requirements: Iterable[str] | str | None, precondition: str):
+        super().__init__(precondition)
+        reqs = (requirements,) if isinstance(requirements, str) else requirements
+        self.requirements: tuple[str, ...] | None = None if reqs is None else tuple(reqs)
+        self.precondition = precondition
+
+
+class Interrupted(Exception):
+    """The run was stopped (Ctrl-C, SIGTERM, the overall deadline): the scenario is not finished."""
+
+
 class TargetFailure(Exception):
     """The target broke a requirement in a way that stops the scenario (e.g. no STARTTLS to submit over)."""
 
@@ -144,6 +163,21 @@ class World:
     counterpart_credentials: object = None
     # Publish a new providers index where the target loads it from (only when the suite controls that).
     republish_index: Callable[[list], None] | None = None
+    # What preflight found broken: a scenario touching it is BLOCKED with this precondition text.
+    gates: Gates = field(default_factory=lambda: Gates())
+    # Set when the run is stopped: every wait ends at once and the scenario is marked not run.
+    cancel: threading.Event = field(default_factory=threading.Event)
+    cancel_reason: str = ""
+
+
+@dataclass
+class Gates:
+    """Preconditions preflight found failed. Each value is the text a BLOCKED finding shows."""
+
+    submit: str | None = None  # the submission path as a whole (endpoint, STARTTLS, a clean message)
+    submit_user: dict[int, str] = field(default_factory=dict)  # AUTH failed for this mailbox
+    mailbox: dict[int, str] = field(default_factory=dict)  # this mailbox could not be opened
+    incoming: str | None = None  # the incoming point does not answer
 
 
 @dataclass
@@ -165,6 +199,60 @@ class SubmitOutcome:
     def accepted(self) -> bool:
         return 200 <= self.code < 300
 
+    @property
+    def permanent(self) -> bool:
+        return 500 <= self.code < 600
+
+    @property
+    def auth_failure(self) -> bool:
+        """Authentication required / failed / temporarily unavailable: nothing about the message was judged."""
+        return self.code in AUTH_CODES
+
+    def __str__(self) -> str:
+        return f"SMTP {self.code} {self.text}".strip()[:300]
+
+
+# Replies that concern the login, not the message (RFC 4954: 530 required, 535 failed, 454 temporary).
+AUTH_CODES = frozenset({530, 534, 535, 538, 454})
+
+# Words by which an SMTP reply names why it refused. A refusal counts for a rule only when its reply
+# names no cause, or the cause the rule is about: "554 unhandled charset" is not a virus check.
+REFUSAL_CAUSES: dict[str, tuple[str, ...]] = {
+    "auth": ("auth", "login", "credential", "password", "not authenticated"),
+    "charset": ("charset", "encoding", "8bit", "utf-8", "iso-8859"),
+    "size": ("size", "too large", "too big", "exceeds", "quota", "limit"),
+    "virus": ("virus", "infect", "malware", "eicar", "antivirus"),
+    "sender": ("sender", "mail from", "from:", "reverse", "spoof", "not owned", "not yours", "mismatch"),
+    "recipient": ("recipient", "rcpt", "bcc", "to:", "cc:", "unknown user", "no such user", "mailbox"),
+    "format": ("header", "syntax", "malformed", "invalid", "format", "missing"),
+    "policy": ("spam", "blocked", "blacklist", "rate", "too many", "policy", "relay"),
+    "temporary": ("try later", "try again", "temporar", "deferred", "greylist"),
+    "tls": ("starttls", "tls", "encryption", "ssl"),
+}
+
+
+def named_causes(text: str) -> set[str]:
+    """The causes an SMTP reply's text names (keys of REFUSAL_CAUSES)."""
+    low = text.lower()
+    return {cause for cause, words in REFUSAL_CAUSES.items() if any(w in low for w in words)}
+
+
+@dataclass
+class Control:
+    """A positive control: the same message without the defect, from the same mailbox, in the same run.
+
+    `accepted` is True only when the target accepted it (SMTP 2xx, and the acceptance receipt arrived
+    when one was awaited): only then can a refusal of the defective message be blamed on the defect.
+    """
+
+    outcome: SubmitOutcome | None
+    accepted: bool
+    detail: str
+    subject_marker: str = ""
+
+    def __str__(self) -> str:
+        return self.detail
+
 
 class ScenarioContext:
     """The vocabulary scenarios are written in."""
@@ -179,6 +267,8 @@ class ScenarioContext:
         self.evidence_paths: list[str] = []
         self._seen: set[tuple[str, str]] = set()
         self._counter = 0
+        self._controls = 0
+        self._control_blamed = False
         # Kinds that reach the user as another party made them (e.g. a deliberately odd counterpart receipt):
         # saved as evidence, not judged against the target.
         self.unjudged: set[Kind] = set()
@@ -192,6 +282,15 @@ class ScenarioContext:
 
     def deadline(self, seconds: float) -> float:
         return time.monotonic() + self.seconds(seconds)
+
+    def check_cancel(self) -> None:
+        if self.world.cancel.is_set():
+            raise Interrupted(self.world.cancel_reason or "the run was stopped")
+
+    def pause(self, seconds: float) -> None:
+        """Sleep, but end at once (Interrupted) when the run is stopped. Use instead of time.sleep."""
+        if self.world.cancel.wait(max(0.0, seconds)):
+            raise Interrupted(self.world.cancel_reason or "the run was stopped")
 
     # -------------------------------------------------------------- recording
     def event(self, frm: str, to: str, label: str, *, kind: str | None = None, message_id: str | None = None,
@@ -222,6 +321,135 @@ class ScenarioContext:
 
     def info(self, requirements, message: str, **kw) -> None:
         self.verdict(requirements, None, message, **kw)
+
+    # -------------------------------------------------------------- not exercised
+    def judged(self) -> set[str]:
+        """Requirements this scenario has already given a judgement (anything but INFO/SKIP)."""
+        return {r for f in self.findings if str(f.verdict) not in ("INFO", "SKIP") for r in f.requirements}
+
+    def blocked(self, requirements: str | Iterable[str], precondition: str, *, evidence: str | None = None,
+                only_unjudged: bool = False) -> None:
+        """Record the requirements as BLOCKED: `precondition` failed, so they were not exercised."""
+        reqs = (requirements,) if isinstance(requirements, str) else tuple(requirements)
+        if only_unjudged:
+            done = self.judged()
+            reqs = tuple(r for r in reqs if r not in done)
+        if not reqs:
+            return
+        f = Finding(reqs, Verdict.BLOCKED, f"not exercised: {precondition}", check=f"scenario.{self.spec.id}")
+        f.evidence = evidence  # type: ignore[attr-defined]
+        self.findings.append(f)
+
+    def control(self, raw: bytes, rcpts: list[str], *, user: int = 0, mail_from: str | None = None,
+                receipt: bool = True, within: float = 20.0, requirements: Iterable[str] = ("ACC-17",),
+                label: str = "control") -> Control:
+        """Submit the same message without the defect, from the same mailbox (a positive control).
+
+        `raw` is the clean message (build it like the defective one, e.g. with `ctx.original`). Its
+        Subject gets a marker so that its receipt is told apart from the defective message's. With
+        `receipt` the control counts as accepted only once its acceptance receipt reached mailbox
+        `user`. A refused control is a FAIL of `requirements` (a correct message was refused: ACC-17),
+        recorded once per scenario; the caller's requirements then get BLOCKED from `judge_refusal`.
+        """
+        self._controls += 1
+        marker = f"[controllo-{self._controls}]"
+        raw = _mark_subject(raw, marker)
+        out = self.submit(raw, rcpts, user=user, mail_from=mail_from, label=label)
+        if not out.accepted:
+            detail = f"the same message without the defect was refused ({out})"
+            self._control_failed(requirements, detail, out)
+            return Control(out, False, detail, marker)
+        if receipt:
+            got = self.wait_mailbox(user, Kind.ACCETTAZIONE, within=within,
+                                    where=lambda c: marker in c.message.subject)
+            if not got:
+                refused = [c for c in self.mailbox(user, [Kind.NON_ACCETTAZIONE, Kind.NON_ACCETTAZIONE_VIRUS])
+                           if marker in c.message.subject]
+                detail = (f"the same message without the defect got a non-acceptance notice ({out})" if refused
+                          else f"the same message without the defect got {out} but no acceptance receipt "
+                               f"within {self.seconds(within):.0f} s")
+                self._control_failed(requirements, detail, out)
+                return Control(out, False, detail, marker)
+        return Control(out, True, f"the same message without the defect was accepted ({out})", marker)
+
+    def _control_failed(self, requirements: Iterable[str], detail: str, out: SubmitOutcome) -> None:
+        reqs = tuple(requirements)
+        if not reqs or self._control_blamed:
+            return
+        self._control_blamed = True
+        if out.auth_failure:
+            # The login failed, not the message: nothing of the target's PEC behaviour was seen.
+            self.blocked(reqs, f"{detail}: the login failed", evidence=out.evidence)
+            return
+        self.verdict(reqs, False, f"a correct submission is not accepted: {detail}", expected="accepted",
+                     actual=str(out), evidence=out.evidence)
+
+    def judge_refusal(self, requirements: str | Iterable[str], outcome: SubmitOutcome, control: Control | None, *,
+                      notice_kind: Kind | Iterable[Kind] | None = Kind.NON_ACCETTAZIONE, errore: str | None = None,
+                      cause: str | Iterable[str] | None = None, user: int = 0, within: float = 15.0,
+                      smtp_refusal: str = "PASS", decision: str | None = None, what: str = "") -> str:
+        """Judge that the target refused a defective message for the defect, and return the verdict.
+
+        PASS only when the control was accepted and the defective message got either a permanent 5xx
+        whose reply names no other cause than `cause` (a key of REFUSAL_CAUSES; with `smtp_refusal=
+        "WARN"` such a refusal is a WARN, e.g. decision D30 where a notice is due), or, once accepted,
+        a notice of `notice_kind` in mailbox `user` with the `errore` asked for (when given). A failed
+        control, an AUTH failure or a reply naming another cause: BLOCKED. A 4xx, or acceptance with no
+        notice: FAIL. A notice with the wrong `errore`: FAIL.
+        """
+        reqs = (requirements,) if isinstance(requirements, str) else tuple(requirements)
+        label = f"{what}: " if what else ""
+        if control is None or not control.accepted:
+            self.blocked(reqs, f"{label}no accepted positive control ({control or 'none sent'})",
+                         evidence=outcome.evidence)
+            return "BLOCKED"
+        if not outcome.accepted:
+            if outcome.auth_failure:
+                self.blocked(reqs, f"{label}the login failed, the message was not judged ({outcome})",
+                             evidence=outcome.evidence)
+                return "BLOCKED"
+            if not outcome.permanent:
+                self.verdict(reqs, False, f"{label}deferred instead of refused", expected="a permanent 5xx or a "
+                             "non-acceptance notice", actual=str(outcome), decision=decision,
+                             evidence=outcome.evidence)
+                return "FAIL"
+            allowed = {cause} if isinstance(cause, str) else set(cause or ())
+            other = named_causes(outcome.text) - allowed
+            if other and not (named_causes(outcome.text) & allowed):
+                self.blocked(reqs, f"{label}refused for another cause ({', '.join(sorted(other))}): {outcome}",
+                             evidence=outcome.evidence)
+                return "BLOCKED"
+            soft = smtp_refusal.upper() == "WARN"
+            self.verdict(reqs, not soft, f"{label}refused with a permanent SMTP error" +
+                         (" instead of a notice" if soft else ""), expected="5xx" if not soft else "a notice",
+                         actual=str(outcome), decision=decision, evidence=outcome.evidence, soft=soft)
+            return "WARN" if soft else "PASS"
+        kinds = [] if notice_kind is None else [notice_kind] if isinstance(notice_kind, Kind) else list(notice_kind)
+        if not kinds:
+            self.verdict(reqs, False, f"{label}accepted; a permanent refusal was due", expected="5xx",
+                         actual=str(outcome), decision=decision, evidence=outcome.evidence)
+            return "FAIL"
+        marker = control.subject_marker
+        notices = [c for c in self.wait_mailbox(user, kinds[0], within=within)
+                   if not marker or marker not in c.message.subject]
+        for k in kinds[1:]:
+            notices += [c for c in self.mailbox(user, [k]) if not marker or marker not in c.message.subject]
+        if not notices:
+            self.verdict(reqs, False, f"{label}accepted and no {' or '.join(map(str, kinds))} notice arrived",
+                         expected=" or ".join(map(str, kinds)), actual=f"{outcome}; no notice within "
+                         f"{self.seconds(within):.0f} s", decision=decision, evidence=outcome.evidence)
+            return "FAIL"
+        got = notices[0]
+        d = got.message.daticert
+        if errore is not None and (d is None or d.errore != errore):
+            self.verdict(reqs, False, f"{label}the notice gives the wrong error", expected=f"errore={errore}",
+                         actual=f"errore={d.errore if d else 'no daticert'}", decision=decision,
+                         evidence=got.evidence)
+            return "FAIL"
+        self.verdict(reqs, True, f"{label}refused with a {got.message.kind} notice", expected=" or ".join(
+            map(str, kinds)), actual=str(got.message.kind) + (f", errore={d.errore}" if d else ""),
+            decision=decision, evidence=got.evidence)
+        return "PASS"
 
     # -------------------------------------------------------------- building messages
     def original(self, to: list[str] | str, *, cc: list[str] | str | None = None, tipo: str | None = "completa",
@@ -264,6 +492,12 @@ class ScenarioContext:
                starttls: bool = True, authenticate: bool = True, label: str = "submission") -> SubmitOutcome:
         """Submit through the target's access point as one of its users (STARTTLS and AUTH)."""
         p = self.world.profile
+        self.check_cancel()
+        if user >= len(p.mailboxes):
+            raise Skip(f"the profile declares {len(p.mailboxes)} mailboxes; this scenario needs {user + 1}")
+        gates = self.world.gates
+        if gates.submit or user in gates.submit_user:
+            raise Blocked(None, f"preflight: {gates.submit or gates.submit_user[user]}")
         box = p.mailboxes[user]
         transcript: list[str] = []
         path = self.save("out", label, raw)
@@ -290,7 +524,7 @@ class ScenarioContext:
                     secret = box.secret()
                     if secret is None:
                         raise HarnessError(f"no password for {box.address} (set {box.password_env})")
-                    code, text = smtp.login(box.address, secret)
+                    code, text = smtp.login(box.login, secret)
                     transcript.append(f"AUTH -> {code} (password not recorded)")
                 refused = smtp.sendmail(mail_from or box.address, rcpts, raw)
                 transcript.append(f"MAIL FROM:<{mail_from or box.address}> RCPT {len(rcpts)} DATA -> 250")
@@ -314,6 +548,9 @@ class ScenarioContext:
     def inject(self, raw: bytes, rcpts: list[str], *, mail_from: str, starttls: bool = True,
                origin: str = "counterpart", label: str = "inbound") -> int:
         """Hand a message to the target's incoming point, as the counterpart or the ordinary domain."""
+        self.check_cancel()
+        if self.world.gates.incoming:
+            raise Blocked(None, f"preflight: {self.world.gates.incoming}")
         path = self.save("out", label, raw)
         self.event(origin, "target-incoming", label, evidence=path)
         sender = self.world.counterpart if origin == "counterpart" else self.world.ordinary
@@ -343,6 +580,8 @@ class ScenarioContext:
         return Captured(raw, msg, path, source, time.monotonic())
 
     def _reader(self, index: int):
+        if index in self.world.gates.mailbox:
+            raise Blocked(None, f"preflight: {self.world.gates.mailbox[index]}")
         box = self.world.profile.mailboxes[index]
         if box.url.startswith("maildir://"):
             return MaildirReader(Path(box.url.removeprefix("maildir://")), box.address)
@@ -389,13 +628,13 @@ class ScenarioContext:
             found = [c for c in self.mailbox(index, [kind]) if where is None or where(c)]
             if len(found) >= count or time.monotonic() >= end:
                 return found
-            time.sleep(0.1)
+            self.pause(0.1)
 
     def quiet_mailbox(self, index: int, kind: Kind, *, during: float) -> list[Captured]:
         """Watch a mailbox for `during` seconds; return the messages of `kind` that arrived (expected none)."""
         end = self.deadline(during)
         while time.monotonic() < end:
-            time.sleep(0.2)
+            self.pause(min(0.2, max(0.0, end - time.monotonic())))
         return self.mailbox(index, [kind])
 
     def counterpart_got(self, kind: Kind | None = None, *, where: Callable[[object], bool] | None = None) -> list:
@@ -418,7 +657,7 @@ class ScenarioContext:
             found = self.counterpart_got(kind, where=where)
             if len(found) >= count or time.monotonic() >= end:
                 break
-            time.sleep(0.1)
+            self.pause(0.1)
         return [self._capture_received(rec, "counterpart") for rec in found]
 
     def _capture_received(self, rec, party: str) -> Captured:
@@ -440,8 +679,24 @@ class ScenarioContext:
             found = [r for r in list(self.world.ordinary.received) if self._related(r.message, r.raw)]
             if len(found) >= count or time.monotonic() >= end:
                 break
-            time.sleep(0.1)
+            self.pause(0.1)
         return [self._capture_received(r, "ordinary") for r in found]
+
+
+def _mark_subject(raw: bytes, marker: str) -> bytes:
+    """Append `marker` to the Subject field (the first one), so the message's receipts can be told apart."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    for i, line in enumerate(lines):
+        if line.lower().startswith(b"subject:"):
+            j = i + 1
+            while j < len(lines) and lines[j][:1] in (b" ", b"\t"):
+                j += 1  # the marker goes after the folded continuation lines
+            lines[j - 1] = lines[j - 1] + b" " + marker.encode()
+            break
+    else:
+        lines.append(f"Subject: {marker}".encode())
+    return b"\r\n".join(lines) + sep + body
 
 
 # ------------------------------------------------------------------------------------------------
@@ -499,7 +754,12 @@ def run_scenario(world: World, spec: Scenario, expectations: list[Expectation]) 
     error = None
     verdict: str | None = None
     missing = [n for n in spec.needs if not world.profile.capability(n, False)]
-    if missing:
+    if spec.timers and "timers" not in missing and not world.profile.capability("timers", False):
+        missing.append("timers")  # it waits on the target's own timers (hours on a real deployment)
+    if world.cancel.is_set():
+        verdict = "BLOCKED"
+        ctx.blocked(spec.requirements or ("GEN-04",), f"not run: {world.cancel_reason or 'the run was stopped'}")
+    elif missing:
         verdict = "SKIP"
         ctx.findings.append(Finding(spec.requirements[:1] or ("GEN-04",), Verdict.SKIP,
                                     f"the target does not declare {', '.join(missing)}",
@@ -507,6 +767,16 @@ def run_scenario(world: World, spec: Scenario, expectations: list[Expectation]) 
     else:
         try:
             spec.func(ctx)
+        except Blocked as exc:
+            ctx.blocked(exc.requirements if exc.requirements is not None else spec.requirements or ("GEN-04",),
+                        exc.precondition, only_unjudged=True)
+            if not ctx.findings:
+                ctx.blocked(spec.requirements[:1] or ("GEN-04",), exc.precondition)
+        except Interrupted as exc:
+            before = len(ctx.findings)
+            ctx.blocked(spec.requirements or ("GEN-04",), f"not finished: {exc}", only_unjudged=True)
+            if len(ctx.findings) == before:
+                ctx.blocked(spec.requirements[:1] or ("GEN-04",), f"not finished: {exc}")
         except Skip as exc:
             verdict = "SKIP"
             ctx.findings.append(Finding(spec.requirements[:1] or ("GEN-04",), Verdict.SKIP, str(exc),

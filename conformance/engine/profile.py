@@ -20,6 +20,7 @@ mailbox names the environment variable that holds its password. Example::
     [[mailboxes]]
     address = "utente1@pec.esempio.it"
     password_env = "PEC_UTENTE1_PASSWORD"
+    username = "utente1"           # the login name, when it is not the address (optional)
     url = "imaps://utente1%40pec.esempio.it@imap.pec.esempio.it:993/INBOX"
 
     [trust]
@@ -67,6 +68,11 @@ class Mailbox:
     url: str
     password_env: str | None = None
     password: str | None = field(default=None, repr=False)  # the built-in target sets it directly
+    username: str | None = None  # the SMTP AUTH login name, when it is not the address
+
+    @property
+    def login(self) -> str:
+        return self.username or self.address
 
     def secret(self) -> str | None:
         if self.password is not None:
@@ -140,7 +146,8 @@ def load_profile(path: Path) -> TargetProfile:
         access=(data["access"]["host"], int(data["access"]["port"])),
         access_tls=data["access"].get("tls", "starttls"),
         incoming=(data["incoming"]["host"], int(data["incoming"]["port"])),
-        mailboxes=[Mailbox(m["address"].lower(), m["url"], m.get("password_env")) for m in data["mailboxes"]],
+        mailboxes=[Mailbox(m["address"].lower(), m["url"], m.get("password_env"), username=m.get("username"))
+                   for m in data["mailboxes"]],
         timers={k: float(v) for k, v in data.get("timers", {}).items()},
         capabilities=dict(data.get("capabilities", {})),
         ca_file=rel(data.get("trust", {}).get("ca")),
