@@ -81,6 +81,9 @@ class Fault:
     kinds: tuple[Kind, ...] = ()  # the message kinds it alters; empty for a flow fault
     daticert: Callable[[dc.DatiCert], dc.DatiCert] | None = None
     message: Callable[[bytes, Gestore], bytes] | None = None
+    # Scenario globs where the deviation shows, when the scenarios judging its requirements are not enough
+    # (e.g. the kill matrix would otherwise pick ones that never make the altered kind).
+    scenarios: tuple[str, ...] = ()
 
     @property
     def flow(self) -> bool:
@@ -301,6 +304,10 @@ FAULTS: tuple[Fault, ...] = (
     Fault("trk-virus-notice-no-flag", "tracking", ("VIR-10",), "FAIL",
           "virus non-delivery notice without X-VerificaSicurezza", (Kind.MANCATA_CONSEGNA_VIRUS,),
           message=_drop(H_VERIFICA_SICUREZZA)),
+    Fault("trk-retry-forever", "tracking", ("TMO-01",), "FAIL",
+          "a deferred envelope is retried past the idle limit, at the plain retry interval, forever"),
+    Fault("trk-late-consegna-dropped", "tracking", ("TMO-08",), "FAIL",
+          "a consegna arriving after the 24 h notice is thrown away instead of delivered to the sender"),
 )
 
 CATALOGUE: dict[str, Fault] = {f.name: f for f in FAULTS}
