@@ -228,7 +228,7 @@ def check_destinatari(msg: ParsedMessage, ctx: ValidationContext):
         return
     if any(r.tipo_defaulted for r in d.destinatari):
         yield info("FMT-10", "destinatari without tipo read as certificato (DTD default)")
-    if msg.kind is Kind.BUSTA_TRASPORTO:
+    if msg.kind is Kind.BUSTA_TRASPORTO and msg.headers is not None:  # a daticert on its own has no envelope
         headers = set(msg.addresses("to", "cc"))
         listed = {r.address.lower() for r in d.destinatari}
         if headers != listed:

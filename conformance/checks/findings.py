@@ -67,6 +67,8 @@ class ValidationContext:
     carried_original: bytes | None = None
     # The identifier of the transaction's envelope, when known (FMT-12).
     identificativo: str | None = None
+    # The bytes are exactly what the run received over SMTP, not a stored file (decision D35).
+    captured_from_smtp: bool = False
 
 
 def _as_tuple(reqs: str | Iterable[str]) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ RIC-10, CON-05, CON-19, CON-23, VIR-03, VIR-07, VIR-10, TMO-09.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
 from ..pec.constants import (
@@ -19,10 +20,12 @@ from ..pec.constants import (
     ON_BEHALF_OF,
     PEC_HEADERS,
     PER_CONTO_DI,
+    RICEVUTA_OF,
     RICEVUTA_VALUES,
     SUBJECT_PREFIX,
     TIPI_RICEVUTA,
     TO_PROVIDER_KINDS,
+    TRASPORTO_OF,
     TRASPORTO_VALUES,
     VIRUS_FLAG_KINDS,
     Kind,
@@ -48,6 +51,9 @@ HEADER_REQ = {
     Kind.MANCATA_CONSEGNA_24H: "TMO-09",
 }
 _ENVELOPES = (Kind.BUSTA_TRASPORTO, Kind.BUSTA_ANOMALIA)
+# No PEC message predates e-mail as deployed; an earlier Date is a broken one.
+EARLIEST_DATE = datetime(1990, 1, 1, tzinfo=UTC)
+_DATE_YEAR = re.compile(r"\b\d{1,2}\s+[A-Za-z]{3}\s+(\d{2,4})\b")
 _MSGID = re.compile(r"^<[^<>\s@]+@[^<>\s@]+>$")
 
 
@@ -59,17 +65,43 @@ def _norm(value: str | None) -> str:
     return re.sub(r"\s+", " ", value or "").strip()
 
 
+def _clue_list(clues) -> str:
+    return ", ".join(f"{c.source} ({c.detail}{'' if c.kind is None else ' -> ' + str(c.kind)})" for c in clues) \
+        or "none"
+
+
 @check("headers.pec-type", ["GEN-04", "FMT-19", "HDR-01", "ENV-02", "ANO-04"], needs_body=False)
 def check_pec_type(msg: ParsedMessage, ctx: ValidationContext):
-    """Exactly one identifying PEC header with a value from Appendix A; names match case-insensitively."""
+    """Exactly one identifying PEC header with a value from Appendix A; names match case-insensitively.
+
+    The kind itself comes from every clue (parse.Classification); this check says which clues agreed
+    and which disagreed, and fails a PEC message whose identifying header is missing or wrong.
+    """
     trasporto = msg.header_all(H_TRASPORTO)
     ricevuta = msg.header_all(H_RICEVUTA)
+    c = msg.classification
+    if c is not None and c.clues:
+        agreeing, disagreeing = c.agreeing(), c.disagreeing()
+        yield info("GEN-04", f"classified as {msg.kind} by {c.decided_by}; clues agreeing: {_clue_list(agreeing)}"
+                             f"; disagreeing: {_clue_list(disagreeing)}",
+                   actual="; ".join(f"{x.source}: {x.detail}" for x in c.clues))
     if not trasporto and not ricevuta:
-        if ctx.expected_kind is not None:
+        if msg.kind not in (Kind.ORDINARY, Kind.UNKNOWN):
+            problem = c.header_problem if c is not None else "missing"
+            name = H_TRASPORTO if msg.kind in _ENVELOPES else H_RICEVUTA
+            reqs = ("GEN-04", "FMT-19", "HDR-01") if problem.startswith("misspelt") else ("GEN-04",)
+            yield failed(reqs, f"a PEC message ({msg.kind}, by its {c.decided_by if c else 'clues'}) without its "
+                               f"identifying header: {problem}", expected=f"{name}: {_value_of(msg.kind)}",
+                         actual=problem)
+        elif ctx.expected_kind is not None:
             yield failed("GEN-04", "no X-Ricevuta or X-Trasporto header: not a PEC system message",
                          expected=f"the header of {ctx.expected_kind}", actual="none")
         else:
-            yield info("GEN-04", "no PEC header: ordinary mail, judged only for what it is")
+            yield info("GEN-04", "no PEC header and no other PEC clue: ordinary mail, judged only for what it is",
+                       decision="D34")
+        if ctx.expected_kind is not None and msg.kind is not ctx.expected_kind and msg.kind is not Kind.ORDINARY:
+            yield failed(HEADER_REQ.get(ctx.expected_kind, "GEN-04"), "the message is not the expected kind",
+                         expected=str(ctx.expected_kind), actual=str(msg.kind))
         return
     if len(trasporto) + len(ricevuta) > 1:
         yield failed("GEN-04", "more than one identifying PEC header",
@@ -83,7 +115,8 @@ def check_pec_type(msg: ParsedMessage, ctx: ValidationContext):
         if value not in RICEVUTA_VALUES:
             yield failed(("GEN-04", "FMT-19"), "X-Ricevuta value is not one of Appendix A",
                          expected=" | ".join(RICEVUTA_VALUES), actual=value)
-    if msg.kind is not Kind.UNKNOWN and len(trasporto) + len(ricevuta) == 1:
+    decided_by_header = c is None or c.header_problem is None
+    if msg.kind is not Kind.UNKNOWN and len(trasporto) + len(ricevuta) == 1 and decided_by_header:
         reqs = {Kind.BUSTA_TRASPORTO: ("GEN-04", "FMT-19", "ENV-02"),
                 Kind.BUSTA_ANOMALIA: ("GEN-04", "FMT-19", "ANO-04")}.get(msg.kind, ("GEN-04", "FMT-19"))
         yield passed(reqs, f"identified as {msg.kind} by its Italian header and value")
@@ -101,6 +134,10 @@ def check_pec_type(msg: ParsedMessage, ctx: ValidationContext):
     if ctx.expected_kind is not None and msg.kind is not ctx.expected_kind:
         yield failed(HEADER_REQ.get(ctx.expected_kind, "GEN-04"), "the message is not the expected kind",
                      expected=str(ctx.expected_kind), actual=str(msg.kind))
+
+
+def _value_of(kind: Kind) -> str:
+    return TRASPORTO_OF.get(kind) or RICEVUTA_OF.get(kind) or "?"
 
 
 @check("headers.subject", ["FMT-18", "FMT-20", *sorted(set(HEADER_REQ.values()))], needs_body=False)
@@ -199,11 +236,22 @@ def check_from(msg: ParsedMessage, ctx: ValidationContext):
 @check("headers.to", ["GEN-01", "IDX-11", *sorted(set(HEADER_REQ.values()))], needs_body=False)
 def check_to(msg: ParsedMessage, ctx: ValidationContext):
     """User notices go to the original sender; presa in carico and rilevazione virus to a mailReceipt."""
-    if not _pec(msg.kind) or msg.kind in _ENVELOPES or msg.daticert is None:
+    if not _pec(msg.kind):
+        return
+    req = HEADER_REQ[msg.kind]
+    empty = [v for v in msg.header_all("to") if not getaddresses([v]) or not any(a for _, a in getaddresses([v]))]
+    if empty:
+        # RFC 5322 section 3.6.3: a To field holds at least one address.
+        yield failed((req, "GEN-01") if msg.kind not in _ENVELOPES else ("ENV-01",), "a To field without an address",
+                     expected="one or more addresses", actual=repr(empty[0]))
+    if msg.kind in _ENVELOPES or msg.daticert is None:
         return
     to = msg.addresses("to")
     sender = msg.daticert.mittente.lower()
-    req = HEADER_REQ[msg.kind]
+    if not to:
+        if not empty:
+            yield failed((req, "GEN-01"), f"{msg.kind} has no To address", expected="a recipient", actual="missing")
+        return
     if msg.kind in TO_PROVIDER_KINDS:
         if sender in to:
             yield failed((req, "GEN-01"), f"{msg.kind} is addressed to the user, not to the sending provider",
@@ -247,12 +295,26 @@ def check_date(msg: ParsedMessage, ctx: ValidationContext):
     value = msg.header("date")
     try:
         parsed = parsedate_to_datetime(value) if value else None
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         parsed = None
     if parsed is None or parsed.tzinfo is None:
         yield failed("GEN-06", "Date missing or not an RFC 5322 date with a zone", actual=value or "missing")
-    else:
-        yield passed("GEN-06", f"Date {value}")
+        return
+    now = ctx.now or datetime.now(UTC)
+    # The stdlib reads a year written 0001 as 2001 (two-digit rule): take the year as written.
+    year = _DATE_YEAR.search(value)
+    written = int(year.group(1)) if year and len(year.group(1)) == 4 else parsed.year
+    if written < EARLIEST_DATE.year or not EARLIEST_DATE <= parsed <= now + timedelta(days=2):
+        # The Date is the time of the event (GEN-06): a year 1 or a date ahead of the clock is no event time.
+        yield failed("GEN-06", "Date is not a plausible event time", expected=f"between {EARLIEST_DATE.year} "
+                     "and now", actual=value)
+        return
+    day = re.match(r"\s*([A-Za-z]{3}),", value)
+    if day and day.group(1).title() != parsed.strftime("%a"):
+        yield failed("GEN-06", "Date day-of-week disagrees with the date (RFC 5322 section 3.3)",
+                     expected=parsed.strftime("%a"), actual=value)
+        return
+    yield passed("GEN-06", f"Date {value}")
 
 
 @check("headers.message-id", ["GEN-04", "ACC-15", "ENV-08", "ANO-03"], needs_body=False)
@@ -279,11 +341,17 @@ def check_message_id(msg: ParsedMessage, ctx: ValidationContext):
 @check("headers.riferimento", ["GEN-05", "ENV-09", "FMT-24"], needs_body=False)
 def check_riferimento(msg: ParsedMessage, ctx: ValidationContext):
     """X-Riferimento-Message-ID carries the client msgid whenever daticert has one, and only then."""
-    if not _pec(msg.kind) or msg.kind is Kind.BUSTA_ANOMALIA or msg.daticert is None:
+    if not _pec(msg.kind):
         return
     values = msg.header_all(H_RIFERIMENTO)
-    msgid = msg.daticert.msgid
     req = ("ENV-09",) if msg.kind is Kind.BUSTA_TRASPORTO else ("GEN-05",)
+    if any(not v.strip() for v in values):
+        yield failed(req, "X-Riferimento-Message-ID is present but empty", expected="the client msgid <...>",
+                     actual="empty", decision="D31")
+        return
+    if msg.kind is Kind.BUSTA_ANOMALIA or msg.daticert is None:
+        return
+    msgid = msg.daticert.msgid
     if msgid:
         if not values:
             yield failed(req, "X-Riferimento-Message-ID missing although the client sent a Message-ID",

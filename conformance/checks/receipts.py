@@ -65,6 +65,15 @@ def check_brief(msg, ctx: ValidationContext):
         yield failed("CON-12", "the brief copy of the original cannot be read", actual=str(exc))
         return
     hash_parts = [n for n in brief.walk() if _is_hash_part(n)]
+    for node in brief.walk():
+        if node.children or node.content_type != "text/plain" or _is_hash_part(node) or node.body_size > 200:
+            continue
+        name = node.filename or node.name
+        if name and (_HEX40.match(node.body.strip().decode("ascii", "replace"))
+                     or _HEX64.match(node.body.strip().decode("ascii", "replace"))):
+            # D29 accepts any name ending in .hash; a hash under the original's own name is not one.
+            yield failed("CON-13", f"a part holding a hash is named {name!r}, without the .hash suffix",
+                         expected=name + HASH_SUFFIX, actual=name, decision="D29")
     for node in hash_parts:
         value = node.text().strip()
         if _HEX64.match(value):

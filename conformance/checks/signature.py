@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..pec import trust
 from ..pec.constants import Kind
@@ -19,6 +20,18 @@ from ..pec.smime import PROTOCOLS, normalise_micalg
 from .findings import ValidationContext, check, errored, failed, info, passed, skipped, warned
 
 _STRONG = {"sha256", "sha384", "sha512"}
+# Decision D32: certificates whose validity began before this instant (the DigitPA era) are judged against
+# the legacy profile: RSA 1024, keyUsage not critical and basicConstraints present are WARN, not FAIL.
+LEGACY_PROFILE_UNTIL = datetime(2017, 1, 1, tzinfo=UTC)
+
+
+def _legacy_deviation(requirement: str, message: str, cert) -> bool:
+    if requirement == "SIG-04":
+        key = cert.public_key()
+        return isinstance(key, rsa.RSAPublicKey) and key.key_size >= 1024 and message.startswith("RSA key of")
+    if requirement == "SIG-07":
+        return message == "keyUsage is not critical"
+    return requirement == "SIG-11" and message.startswith("basicConstraints present")
 
 
 def _pec(msg: ParsedMessage) -> bool:
@@ -48,12 +61,15 @@ def check_present(msg: ParsedMessage, ctx: ValidationContext):
         yield passed(("SIG-01", "SIG-19"), "multipart/signed with application/pkcs7-signature")
     if msg.signed.signature_error:
         yield failed(_req(msg), msg.signed.signature_error)
+    if msg.root is not None and not msg.root.closed:
+        yield failed(_req(msg), "multipart/signed has no closing boundary (truncated message?)",
+                     expected="--boundary-- after the signature part", actual="missing")
 
 
 @check("signature.cms", ["SIG-01", "SIG-02", "RIC-06", "ANO-12"], needs_body=False)
 def check_cms(msg: ParsedMessage, ctx: ValidationContext):
     """The detached signature verifies over the exact signed bytes and the content digest matches."""
-    if msg.signature is None:
+    if msg.signature is None or not _pec(msg):
         return
     v = msg.signature.verification
     req = _req(msg)
@@ -65,6 +81,16 @@ def check_cms(msg: ParsedMessage, ctx: ValidationContext):
                      expected="signer certificate in SignedData.certificates", actual="not found")
     else:
         yield passed("SIG-02", "signer certificate included")
+    if v.encapsulated_content is not None:
+        yield failed(req, "the signature embeds the content (attached SignedData) inside multipart/signed; a "
+                          "detached signature is required", expected="SignedData without eContent",
+                     actual=f"eContent of {len(v.encapsulated_content)} bytes")
+    sig = msg.signature
+    if sig.bare_lf and not sig.all_lf_file:
+        where = "as captured from SMTP" if sig.captured else "in a file with CRLF line ends"
+        yield failed(req, f"the signed content holds bare LF line ends {where}: not the canonical CRLF form "
+                          "(RFC 5751 section 3.1.1)", expected="CRLF line ends only", actual="bare LF",
+                     decision="D35")
     if v.content_digest_matches is False:
         yield failed((*req, "RIC-06"), "content digest mismatch: the signed part changed after signing",
                      expected="messageDigest of the signed bytes", actual="; ".join(v.errors) or "mismatch")
@@ -76,7 +102,8 @@ def check_cms(msg: ParsedMessage, ctx: ValidationContext):
     else:
         yield passed(req, "signature and content digest verify")
         if msg.signature.canonicalised:
-            yield info("SIG-01", "stored with LF line ends: verified in canonical CRLF form")
+            yield info("SIG-01", "stored with LF line ends (converted on storage): verified in canonical CRLF form",
+                       decision="D35")
 
 
 @check("signature.algorithms", ["SIG-19", "SIG-17"], needs_body=False)
@@ -137,14 +164,26 @@ def check_certificate_profile(msg: ParsedMessage, ctx: ValidationContext):
         return
     name = records[0].provider_name if records else None
     issues = trust.certificate_profile_issues(cert, provider_name=name)
+    legacy = cert.not_valid_before_utc < LEGACY_PROFILE_UNTIL
+    failing, softened = False, set()
     for issue in issues:
+        if issue.severity == "FAIL" and legacy and _legacy_deviation(issue.requirement, issue.message, cert):
+            softened.add(issue.requirement)
+            yield warned(issue.requirement, f"{issue.message} (DigitPA-era certificate, valid from "
+                                            f"{cert.not_valid_before_utc.date()}: legacy profile)", decision="D32")
+            continue
+        failing = failing or issue.severity == "FAIL"
         maker = failed if issue.severity == "FAIL" else warned
-        yield maker(issue.requirement, issue.message)
-    if not any(i.severity == "FAIL" for i in issues):
-        judged = ("SIG-04", "SIG-06", "SIG-07", "SIG-08", "SIG-09", "SIG-10", "SIG-11", "SIG-12")
+        # From 2017 on the three legacy deviations FAIL in full; the finding names D32 so that is clear.
+        cite = issue.severity == "FAIL" and _legacy_deviation(issue.requirement, issue.message, cert)
+        yield maker(issue.requirement, issue.message, decision="D32" if cite else None)
+    if not failing:
+        judged = tuple(r for r in ("SIG-04", "SIG-06", "SIG-07", "SIG-08", "SIG-09", "SIG-10", "SIG-11", "SIG-12")
+                       if r not in softened)
         if name is not None:
             judged = (*judged, "SIG-05")
         yield passed(judged, "certificate follows the provider profile"
+                     + (" (legacy profile of decision D32 for the deviations warned above)" if softened else "")
                      + (f" (provider name {name!r} in the subject)" if name else ""))
     if name is None:
         yield skipped("SIG-05", "provider name unknown without a providers index")

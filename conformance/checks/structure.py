@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from email.utils import getaddresses
 
 from ..pec.constants import (
     DATICERT_NAME,
@@ -11,8 +12,11 @@ from ..pec.constants import (
     ORIGINAL_REQUIRED,
     POSTACERT_NAME,
     TEXT_CHARSET,
+    TIPO_BREVE,
+    TIPO_SINTETICA,
     Kind,
 )
+from ..pec.mime import MimeError, parse_headers, split_entity
 from ..pec.parse import ParsedMessage
 from .findings import ValidationContext, check, failed, info, passed, warned
 
@@ -31,11 +35,16 @@ ORIGINAL_REQ = {
 }
 
 
+def _generated(msg: ParsedMessage) -> bool:
+    """Decision D34: the format rules bind what a provider generates, not a user's message or ordinary mail."""
+    return msg.kind is not Kind.ORDINARY
+
+
 @check("structure.mixed", ["FMT-01"])
 def check_mixed(msg: ParsedMessage, ctx: ValidationContext):
     """The signed body is multipart/mixed whose first part is the human-readable text."""
     body = msg.body
-    if body is None:
+    if body is None or not _generated(msg):
         return
     if body.content_type != "multipart/mixed":
         yield failed("FMT-01", "the body under the signature is not multipart/mixed",
@@ -56,7 +65,7 @@ def check_mixed(msg: ParsedMessage, ctx: ValidationContext):
 def check_text_part(msg: ParsedMessage, ctx: ValidationContext):
     """Text part: ISO-8859-1 text/plain or multipart/alternative of text/plain and text/html."""
     body = msg.body
-    if body is None or not body.children:
+    if body is None or not body.children or not _generated(msg):
         return
     first = body.children[0]
     if first.content_type == "multipart/alternative":
@@ -92,23 +101,30 @@ def check_text_part(msg: ParsedMessage, ctx: ValidationContext):
 
 
 _EIGHT_BIT = re.compile(rb"[\x80-\xff]")
+# Decision D33: inline style (a <style> block, a style attribute) is passive unless its CSS loads or runs
+# something; elements that fetch or run, event handlers and resource references are not.
 _ACTIVE = re.compile(
-    r"<\s*(script|object|embed|applet|iframe|link|img|audio|video|source|style)\b"
-    r"|\bon[a-z]+\s*=|\bsrc\s*=|url\s*\(|cid:|javascript:|@import|\bhref\s*=\s*[\"']?(?!mailto:)",
+    r"<\s*(script|object|embed|applet|iframe|frame|link|img|audio|video|source|base|meta\s[^>]*refresh)\b"
+    r"|\bon[a-z]+\s*=|\bsrc\s*=|url\s*\(|cid:|javascript:|@import|expression\s*\(|behavior\s*:|-moz-binding"
+    r"|\bhref\s*=\s*[\"']?(?!mailto:)",
     re.IGNORECASE,
 )
+_STYLE = re.compile(r"<\s*style\b|\bstyle\s*=", re.IGNORECASE)
 
 
 @check("structure.html-content", ["FMT-04"])
 def check_html(msg: ParsedMessage, ctx: ValidationContext):
     """The HTML text references no resource and has no active content."""
-    if msg.text_html is None:
+    if msg.text_html is None or not _generated(msg):
         return
     m = _ACTIVE.search(msg.text_html)
     if m:
         yield failed("FMT-04", "the HTML text references a resource or holds active content",
-                     expected="no scripts, objects, event handlers or external/cid: references",
-                     actual=m.group(0)[:60])
+                     expected="no scripts, objects, event handlers, external/cid: references or CSS that loads "
+                              "something", actual=m.group(0)[:60], decision="D33")
+    elif _STYLE.search(msg.text_html):
+        yield passed("FMT-04", "the HTML text is self-contained and passive (inline style that references "
+                               "nothing)", decision="D33")
     else:
         yield passed("FMT-04", "the HTML text is self-contained and passive")
 
@@ -116,7 +132,7 @@ def check_html(msg: ParsedMessage, ctx: ValidationContext):
 @check("structure.seven-bit", ["FMT-02"])
 def check_seven_bit(msg: ParsedMessage, ctx: ValidationContext):
     """Every generated part with octets above 127 is quoted-printable or base64."""
-    if msg.body is None:
+    if msg.body is None or not _generated(msg):
         return
     bad = []
     for leaf in msg.body.leaves():
@@ -188,11 +204,46 @@ def check_original(msg: ParsedMessage, ctx: ValidationContext):
     elif kind in ORIGINAL_FORBIDDEN and node is not None:
         yield failed(req, f"{kind} must not include the original message", expected="no postacert.eml",
                      actual=node.filename or node.name or node.content_type)
+    elif kind is Kind.CONSEGNA_SINTETICA:
+        yield from _concise_or_lost_original(msg, ctx)
     elif kind in ORIGINAL_FORBIDDEN:
         yield passed(req, "no original message, as required")
     elif node is not None and kind not in (Kind.ORDINARY, Kind.UNKNOWN):
         yield info("FMT-05", f"{kind} carries the original message (neither required nor forbidden)",
                    decision="D9")
+
+
+def _concise_or_lost_original(msg: ParsedMessage, ctx: ValidationContext):
+    """A delivery receipt without an original: a concise receipt (all recipients when the sender asked for
+    sintetica, else a Cc recipient, D5) or a complete/brief receipt that lost its original. Only the original's
+    To and Cc (or the run's records, via the expected kind) tell them apart."""
+    d = msg.daticert
+    asked = d.ricevuta if d is not None else None
+    if asked == TIPO_SINTETICA:
+        yield passed("CON-17", "concise receipt, as the sender asked (ricevuta tipo=sintetica)", decision="D5")
+        return
+    recipient = (d.consegna or "").lower() if d is not None else ""
+    headers = None
+    if ctx.carried_original is not None:
+        try:
+            headers = parse_headers(split_entity(ctx.carried_original)[0])
+        except MimeError:
+            headers = None
+    if headers is None or not recipient:
+        yield info(("CON-08", "CON-17"), "no original attached: a concise receipt for a Cc recipient and a complete "
+                                         "or brief receipt that lost its original cannot be told apart without the "
+                                         "original (--original) or the run's records", decision="D5")
+        return
+    to = {a.lower() for _, a in getaddresses([str(v) for v in headers.get_all("to") or []]) if a}
+    cc = {a.lower() for _, a in getaddresses([str(v) for v in headers.get_all("cc") or []]) if a}
+    if recipient in cc and recipient not in to:
+        yield passed("CON-17", f"concise receipt for the Cc recipient {recipient}", decision="D5")
+        return
+    req = "CON-12" if asked == TIPO_BREVE else "CON-08"
+    where = "a To recipient" if recipient in to else "a recipient neither in To nor in Cc"
+    yield failed(req, f"the receipt for {where} ({recipient}) carries no original: a {asked or 'completa'} "
+                      "receipt must attach it", expected="postacert.eml", actual="missing",
+                 decision="D28" if recipient not in to else "D5")
 
 
 @check("structure.anomaly-parts", ["ANO-10"])

@@ -14,7 +14,8 @@ from ..pec import daticert as dc
 from ..pec.constants import MAX_MESSAGE_BYTES, Kind
 from ..pec.parse import ParsedMessage, parse_message
 from . import certdata, consistency, headers, receipts, signature, structure  # noqa: F401  (registration)
-from .findings import REGISTRY, Finding, ValidationContext, Verdict, errored
+from .findings import REGISTRY, Finding, ValidationContext, Verdict, errored, info
+from .wrapping import unwrap
 
 # Requirement cited when the harness cannot read a message at all.
 _PROBLEM_REQ = {"size": ("LIM-02",), "mime": ("FMT-01",), "signature": ("SIG-01",), "text": ("FMT-03",),
@@ -142,9 +143,25 @@ def looks_like_daticert(raw: bytes) -> bool:
 
 
 def check(message_bytes: bytes, context: ValidationContext | None = None) -> ValidationResult:
-    """Judge one captured message; every finding cites the requirement(s) it checks."""
-    return validate_parsed(parse_message(message_bytes), context)
+    """Judge one captured message; every finding cites the requirement(s) it checks.
+
+    A PEC message wrapped by a forwarder or a mailing list is recognised, said so, and judged as the
+    inner signed message it carries (decision D36).
+    """
+    ctx = context or ValidationContext()
+    msg = parse_message(message_bytes, captured=ctx.captured_from_smtp)
+    wrapped = unwrap(msg)
+    if wrapped is None:
+        return validate_parsed(msg, ctx)
+    inner_bytes, how = wrapped
+    result = validate_parsed(parse_message(inner_bytes, captured=ctx.captured_from_smtp), ctx)
+    note = replace(info(("SIG-01", "GEN-04"), f"wrapped by a forwarder or mailing list ({how}): the outer layer "
+                                              "is theirs; the inner signed message is judged as the PEC message",
+                        decision="D36"), check="validator.wrapping")
+    note.level = _level(note.requirements)
+    result.findings.insert(0, note)
+    return result
 
 
-__all__ = ["MAX_MESSAGE_BYTES", "ValidationResult", "check", "looks_like_daticert", "validate_daticert",
+__all__ = ["MAX_MESSAGE_BYTES", "ValidationResult", "check", "looks_like_daticert", "unwrap", "validate_daticert",
            "validate_parsed"]

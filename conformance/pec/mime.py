@@ -228,7 +228,8 @@ def split_multipart(body: bytes, boundary: str, begin: int = 0,
     the close delimiter was found.
 
     A part runs from just after its delimiter line to just before the line end that precedes the
-    next delimiter line (RFC 2046 section 5.1.1): exactly the bytes S/MIME signs.
+    next delimiter line (RFC 2046 section 5.1.1): exactly the bytes S/MIME signs. Without a close
+    delimiter the last part runs to the end of the body.
     """
     delim = b"--" + boundary.encode("ascii", "replace")
     spans: list[tuple[int, int]] = []
@@ -238,6 +239,10 @@ def split_multipart(body: bytes, boundary: str, begin: int = 0,
     while True:
         at = body.find(delim, pos, n)
         if at < 0:
+            # No close delimiter (a truncated message): the last part runs to the end, so that what is
+            # there is still judged.
+            if start is not None and start < n:
+                spans.append((start, n))
             return spans, False
         pos = at + len(delim)
         # A delimiter starts a line: at the very beginning or right after LF.

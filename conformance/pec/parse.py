@@ -31,6 +31,7 @@ from .constants import (
     RICEVUTA_PREAVVISO,
     RICEVUTA_PRESA_IN_CARICO,
     RICEVUTA_RILEVAZIONE_VIRUS,
+    SUBJECT_PREFIX,
     TIPO_BREVE,
     TRASPORTO_ERRORE,
     TRASPORTO_POSTA_CERTIFICATA,
@@ -47,6 +48,40 @@ class SignatureCheck:
 
     verification: cms.CmsVerification
     canonicalised: bool  # matched only after turning bare LF into CRLF
+    # Decision D35: whether the signed bytes hold an LF without its CR, and how the bytes reached us.
+    bare_lf: bool = False
+    captured: bool = False
+    all_lf_file: bool = False
+
+
+@dataclass
+class Clue:
+    """One piece of evidence about the kind of a message, and the kind it points to."""
+
+    source: str  # "header", "header name", "daticert", "subject", "signature"
+    detail: str
+    kind: Kind | None  # None: says the message is PEC-signed, not which kind
+
+
+@dataclass
+class Classification:
+    """The kind, read from every clue in one place (headers, subject prefix, daticert tipo, signer).
+
+    The identifying header decides when it is present and valid. Without it, a message with PEC clues
+    (a daticert that names its type, a misspelt identifying header, a PEC subject prefix on a signed
+    message) is still that PEC kind, with `header_problem` saying what is wrong with the header.
+    """
+
+    kind: Kind
+    clues: list[Clue] = field(default_factory=list)
+    decided_by: str = "header"
+    header_problem: str | None = None  # "missing", "misspelt field name ...", "value outside Appendix A"
+
+    def agreeing(self) -> list[Clue]:
+        return [c for c in self.clues if c.kind is None or c.kind is self.kind]
+
+    def disagreeing(self) -> list[Clue]:
+        return [c for c in self.clues if c.kind is not None and c.kind is not self.kind]
 
 
 @dataclass
@@ -77,6 +112,8 @@ class ParsedMessage:
     postacert_node: MimeNode | None = None
     postacert: bytes | None = None
     line_ending: str = "crlf"
+    classification: Classification | None = None
+    captured: bool = False  # bytes exactly as received over SMTP by the run (decision D35)
     problems: list[Problem] = field(default_factory=list)
     _address_cache: dict = field(default_factory=dict, repr=False)
     _original_headers: Message | None = field(default=None, repr=False)
@@ -138,47 +175,141 @@ def _line_ending(raw: bytes) -> str:
     return "lf" if crlf_count == 0 else "mixed"
 
 
-def _verify(signed: SignedParts) -> SignatureCheck | None:
+def _has_bare_lf(data: bytes) -> bool:
+    return data.count(b"\n") != data.count(b"\r\n")
+
+
+def _verify(signed: SignedParts, *, captured: bool, all_lf_file: bool) -> SignatureCheck | None:
+    """Verify over the exact signed bytes. Only a stored file whose line ends are all LF (converted on
+    storage) is verified again in canonical CRLF form; captured SMTP bytes never are (decision D35)."""
     if signed.signature_der is None:
         return None
+    bare_lf = _has_bare_lf(signed.content)
     result = cms.verify_cms(signed.signature_der, signed.content)
-    if result.content_digest_matches is False and b"\n" in signed.content:
+    if result.content_digest_matches is False and bare_lf and all_lf_file and not captured:
         canonical = crlf(signed.content)
-        if canonical != signed.content:
-            second = cms.verify_cms(signed.signature_der, canonical)
-            if second.content_digest_matches:
-                return SignatureCheck(second, canonicalised=True)
-    return SignatureCheck(result, canonicalised=False)
+        second = cms.verify_cms(signed.signature_der, canonical)
+        if second.content_digest_matches:
+            return SignatureCheck(second, True, bare_lf, captured, all_lf_file)
+    return SignatureCheck(result, False, bare_lf, captured, all_lf_file)
 
 
-def _classify(msg: ParsedMessage) -> Kind:
-    trasporto = msg.header(H_TRASPORTO)
-    ricevuta = msg.header(H_RICEVUTA)
-    if trasporto is not None:
+def _kind_of(field: str, value: str, msg: ParsedMessage, virus: bool) -> Kind:
+    """The kind an identifying value names (`field`: "trasporto" or "ricevuta"), refined by the message's
+    own content where one value covers several kinds (the receipt variants, 12 h and 24 h notices)."""
+    if field == "trasporto":
         return {TRASPORTO_POSTA_CERTIFICATA: Kind.BUSTA_TRASPORTO, TRASPORTO_ERRORE: Kind.BUSTA_ANOMALIA}.get(
-            trasporto, Kind.UNKNOWN
-        )
-    if ricevuta is None:
-        return Kind.ORDINARY
-    virus = msg.header(H_VERIFICA_SICUREZZA) == VERIFICA_SICUREZZA_ERRORE
-    if ricevuta == RICEVUTA_ACCETTAZIONE:
+            value, Kind.UNKNOWN)
+    if value == RICEVUTA_ACCETTAZIONE:
         return Kind.ACCETTAZIONE
-    if ricevuta == RICEVUTA_NON_ACCETTAZIONE:
+    if value == RICEVUTA_NON_ACCETTAZIONE:
         return Kind.NON_ACCETTAZIONE_VIRUS if virus else Kind.NON_ACCETTAZIONE
-    if ricevuta == RICEVUTA_PRESA_IN_CARICO:
+    if value == RICEVUTA_PRESA_IN_CARICO:
         return Kind.PRESA_IN_CARICO
-    if ricevuta == RICEVUTA_RILEVAZIONE_VIRUS:
+    if value == RICEVUTA_RILEVAZIONE_VIRUS:
         return Kind.RILEVAZIONE_VIRUS
-    if ricevuta == RICEVUTA_ERRORE_CONSEGNA:
+    if value == RICEVUTA_ERRORE_CONSEGNA:
         return Kind.MANCATA_CONSEGNA_VIRUS if virus else Kind.MANCATA_CONSEGNA
-    if ricevuta == RICEVUTA_AVVENUTA_CONSEGNA:
+    if value == RICEVUTA_AVVENUTA_CONSEGNA:
         if msg.postacert_node is None:
             return Kind.CONSEGNA_SINTETICA
         brief = (msg.daticert is not None and msg.daticert.ricevuta == TIPO_BREVE) or _has_hash_parts(msg)
         return Kind.CONSEGNA_BREVE if brief else Kind.CONSEGNA_COMPLETA
-    if ricevuta == RICEVUTA_PREAVVISO:
+    if value == RICEVUTA_PREAVVISO:
         return Kind.MANCATA_CONSEGNA_24H if is_24h_notice(msg) else Kind.PREAVVISO_12H
     return Kind.UNKNOWN
+
+
+# The identifying value each subject prefix stands for, longest prefix first (the virus and timeout
+# prefixes extend shorter ones).
+_PREFIX_VALUE = sorted({
+    (SUBJECT_PREFIX[Kind.BUSTA_TRASPORTO], "trasporto", TRASPORTO_POSTA_CERTIFICATA, False),
+    (SUBJECT_PREFIX[Kind.BUSTA_ANOMALIA], "trasporto", TRASPORTO_ERRORE, False),
+    (SUBJECT_PREFIX[Kind.ACCETTAZIONE], "ricevuta", RICEVUTA_ACCETTAZIONE, False),
+    (SUBJECT_PREFIX[Kind.NON_ACCETTAZIONE], "ricevuta", RICEVUTA_NON_ACCETTAZIONE, False),
+    (SUBJECT_PREFIX[Kind.NON_ACCETTAZIONE_VIRUS], "ricevuta", RICEVUTA_NON_ACCETTAZIONE, True),
+    (SUBJECT_PREFIX[Kind.PRESA_IN_CARICO], "ricevuta", RICEVUTA_PRESA_IN_CARICO, False),
+    (SUBJECT_PREFIX[Kind.RILEVAZIONE_VIRUS], "ricevuta", RICEVUTA_RILEVAZIONE_VIRUS, False),
+    (SUBJECT_PREFIX[Kind.MANCATA_CONSEGNA_VIRUS], "ricevuta", RICEVUTA_ERRORE_CONSEGNA, True),
+    (SUBJECT_PREFIX[Kind.MANCATA_CONSEGNA], "ricevuta", RICEVUTA_ERRORE_CONSEGNA, False),
+    (SUBJECT_PREFIX[Kind.CONSEGNA_COMPLETA], "ricevuta", RICEVUTA_AVVENUTA_CONSEGNA, False),
+    (SUBJECT_PREFIX[Kind.PREAVVISO_12H], "ricevuta", RICEVUTA_PREAVVISO, False),
+}, key=lambda row: -len(row[0]))
+_IDENTIFYING = {H_TRASPORTO.lower(): "trasporto", H_RICEVUTA.lower(): "ricevuta"}
+
+
+def _near(a: str, b: str, limit: int = 2) -> bool:
+    """Edit distance of at most `limit` (header names are short: a plain dynamic programme)."""
+    if abs(len(a) - len(b)) > limit:
+        return False
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        if min(current) > limit:
+            return False
+        previous = current
+    return previous[-1] <= limit
+
+
+def _misspelt_identifying(msg: ParsedMessage) -> tuple[str, str, str] | None:
+    """(field, spelt name, value) of a header whose name is a near miss of X-Trasporto or X-Ricevuta."""
+    for name in msg.header_names():
+        low = name.lower()
+        if low in _IDENTIFYING or not low.startswith("x-") or not 8 <= len(low) <= 13:
+            continue
+        for target, field_ in _IDENTIFYING.items():
+            if _near(low, target):
+                return field_, name, (msg.header(name) or "")
+    return None
+
+
+def _classify(msg: ParsedMessage) -> Classification:
+    """Every clue to the kind, and the kind they settle on (see Classification)."""
+    virus = msg.header(H_VERIFICA_SICUREZZA) == VERIFICA_SICUREZZA_ERRORE
+    clues: list[Clue] = []
+    trasporto, ricevuta = msg.header(H_TRASPORTO), msg.header(H_RICEVUTA)
+    header_kind: Kind | None = None
+    if trasporto is not None or ricevuta is not None:
+        field_, value = ("trasporto", trasporto) if trasporto is not None else ("ricevuta", ricevuta)
+        header_kind = _kind_of(field_, value, msg, virus)
+        name = H_TRASPORTO if field_ == "trasporto" else H_RICEVUTA
+        clues.append(Clue("header", f"{name}: {value}", header_kind if header_kind is not Kind.UNKNOWN else None))
+    misspelt = _misspelt_identifying(msg) if header_kind is None else None
+    if misspelt is not None:
+        field_, name, value = misspelt
+        kind = _kind_of(field_, value, msg, virus)
+        clues.append(Clue("header name", f"{name}: {value}", kind if kind is not Kind.UNKNOWN else None))
+    if msg.daticert is not None and msg.daticert.tipo:
+        tipo = msg.daticert.tipo
+        kind = _kind_of("trasporto" if tipo == TRASPORTO_POSTA_CERTIFICATA else "ricevuta", tipo, msg, virus)
+        if kind is not Kind.UNKNOWN:
+            clues.append(Clue("daticert", f"tipo={tipo}", kind))
+    subject = msg.subject if msg.headers is not None else ""
+    for prefix, field_, value, prefix_virus in _PREFIX_VALUE:
+        if subject.startswith(prefix):
+            clues.append(Clue("subject", f"prefix {prefix.strip()!r}", _kind_of(field_, value, msg, prefix_virus or
+                                                                              virus)))
+            break
+    if msg.signature is not None and msg.signature.verification.signer_certificate is not None:
+        clues.append(Clue("signature", "S/MIME signed", None))
+    if header_kind is not None and header_kind is not Kind.UNKNOWN:
+        return Classification(header_kind, clues)
+    # No valid identifying header: the other clues decide, if they show a PEC message at all.
+    signed = any(c.source == "signature" for c in clues)
+    by_source = {c.source: c for c in clues if c.kind is not None}
+    problem = "missing" if header_kind is None else "value outside Appendix A"
+    if misspelt is not None:
+        problem = f"misspelt field name {misspelt[1]!r}"
+    for source in ("header name", "daticert", "subject"):
+        clue = by_source.get(source)
+        if clue is None or (source == "subject" and not signed and len(by_source) == 1):
+            continue  # a subject prefix alone on unsigned mail is a user's choice of words
+        return Classification(clue.kind, clues, decided_by=source, header_problem=problem)
+    if header_kind is Kind.UNKNOWN:
+        return Classification(Kind.UNKNOWN, clues, header_problem=problem)
+    return Classification(Kind.ORDINARY, clues, decided_by="no PEC clue")
 
 
 _24H_TEXT = re.compile(r"\b24\s*ore\b|ventiquattro|\b24\s*hours\b", re.IGNORECASE)
@@ -239,8 +370,9 @@ def _read_daticert(msg: ParsedMessage) -> None:
         msg.problems.append(Problem("daticert", str(exc)))
 
 
-def parse_message(raw: bytes) -> ParsedMessage:
-    msg = ParsedMessage(raw=raw)
+def parse_message(raw: bytes, *, captured: bool = False) -> ParsedMessage:
+    """`captured`: the bytes are exactly what the run received over SMTP (decision D35), not a stored file."""
+    msg = ParsedMessage(raw=raw, captured=captured)
     if len(raw) > MAX_MESSAGE_BYTES:
         msg.problems.append(Problem("size", f"message of {len(raw)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte"
                                             " bound of the validator", fatal=True))
@@ -266,7 +398,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
     if msg.signed is not None:
         msg.body = msg.signed.content_node
         try:
-            msg.signature = _verify(msg.signed)
+            msg.signature = _verify(msg.signed, captured=captured, all_lf_file=b"\r\n" not in raw)
         except Exception as exc:  # cms.verify_cms promises not to raise; this keeps the promise of parse
             msg.problems.append(Problem("signature", f"verification crashed: {exc!r}"))
     else:
@@ -278,5 +410,6 @@ def parse_message(raw: bytes) -> ParsedMessage:
             msg.postacert = msg.postacert_node.decoded()
         except MimeError as exc:
             msg.problems.append(Problem("postacert", str(exc)))
-    msg.kind = _classify(msg)
+    msg.classification = _classify(msg)
+    msg.kind = msg.classification.kind
     return msg
