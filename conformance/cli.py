@@ -7,6 +7,8 @@ harness error (click itself exits 2 on usage errors).
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 import time
 from datetime import UTC, datetime
@@ -20,7 +22,7 @@ from .catalogue import load_catalogue
 from .checks.findings import REGISTRY, ValidationContext, Verdict
 from .checks.validator import check, looks_like_daticert, validate_daticert
 from .pec.constants import MAX_MESSAGE_BYTES, Kind
-from .pec.index import IndexFormatError, load_index
+from .pec.index import MAX_INDEX_SIZE, IndexFormatError, load_index
 
 EXIT_OK, EXIT_FAIL, EXIT_HARNESS = 0, 1, 2
 
@@ -58,64 +60,138 @@ _SHOWN = (Verdict.FAIL, Verdict.ERROR, Verdict.WARN)
 
 # ---------------------------------------------------------------------------------------- validate
 
+# Bounds of what `validate` reads besides the messages themselves.
+MAX_CERT_FILE_BYTES = 16 * 1024 * 1024
+
+
+class _InputError(Exception):
+    """A file given to `validate` that it will not read; the message is one line."""
+
+
+def _shown(path: Path | str) -> str:
+    """A file name for any output: bytes that are not UTF-8 escaped (\\xNN), so text and JSON stay valid."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _printable(value):
+    """Strings of a report with any undecodable byte (a surrogate escape) written as \\xNN: valid UTF-8 text
+    and valid JSON whatever the message held."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):
+        return {k: _printable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_printable(v) for v in value]
+    return value
+
+
+def _read_bounded(path: Path, limit: int) -> bytes:
+    """A regular file of at most `limit` bytes. FIFOs, devices, directories and larger files are refused
+    before anything is read (opened non-blocking: a FIFO without a writer cannot hang the open)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise _InputError(f"{_shown(path)}: {exc.strerror or type(exc).__name__}") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise _InputError(f"{_shown(path)}: is a directory, not a file")
+        if not stat.S_ISREG(info.st_mode):
+            kind = ("a FIFO" if stat.S_ISFIFO(info.st_mode) else "a character device" if stat.S_ISCHR(info.st_mode)
+                    else "a block device" if stat.S_ISBLK(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode)
+                    else "not a regular file")
+            raise _InputError(f"{_shown(path)}: {kind}, not a regular file; not read")
+        if info.st_size > limit:
+            raise _InputError(f"{_shown(path)}: {info.st_size} bytes, larger than the {limit}-byte bound; not read")
+        chunks, total = [], 0
+        while total <= limit:  # the file may grow while it is read: the bound holds anyway
+            chunk = os.read(fd, min(1 << 20, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > limit:
+            raise _InputError(f"{_shown(path)}: grew beyond the {limit}-byte bound while read; not read")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise _InputError(f"{_shown(path)}: {exc.strerror or type(exc).__name__}") from None
+    finally:
+        os.close(fd)
+
+
+def _certificates_from(data: bytes) -> list[x509.Certificate]:
+    if b"-----BEGIN" in data:
+        return x509.load_pem_x509_certificates(data)
+    return [x509.load_der_x509_certificate(data)]
+
+
+def _crl_from(data: bytes) -> x509.CertificateRevocationList:
+    if b"-----BEGIN" in data:
+        return x509.load_pem_x509_crl(data)
+    return x509.load_der_x509_crl(data)
+
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--index", "index_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--index", "index_path", type=click.Path(path_type=Path),
               help="Providers index: plain LDIF or the signed .p7m form.")
-@click.option("--index-signer", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--index-signer", type=click.Path(path_type=Path),
               help="Certificate that must have signed the .p7m index.")
-@click.option("--ca", "ca_paths", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--ca", "ca_paths", multiple=True, type=click.Path(path_type=Path),
               help="Trusted CA certificate(s), PEM or DER. Repeatable.")
-@click.option("--crl", "crl_paths", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--crl", "crl_paths", multiple=True, type=click.Path(path_type=Path),
               help="CRL(s) of the CA, PEM or DER; never fetched from the network. Repeatable.")
 @click.option("--expect", "expected", type=click.Choice([str(k) for k in Kind if k not in
                                                          (Kind.ORDINARY, Kind.UNKNOWN)]),
               help="The kind every file must be.")
-@click.option("--original", "original_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--original", "original_path", type=click.Path(path_type=Path),
               help="The original as carried by the envelope, to check complete and brief copies.")
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 @click.option("-v", "--verbose", is_flag=True, help="Show every finding, PASS included.")
 def validate(files, index_path, index_signer, ca_paths, crl_paths, expected, original_path, as_json, verbose):
-    """Judge captured PEC messages (or daticert.xml files) offline; exit 1 on any FAIL, 2 on unreadable input."""
+    """Judge captured PEC messages (or daticert.xml files) offline; exit 1 on any FAIL, 2 on unreadable input.
+
+    Only regular files are read, each within a bound (messages and the original 64 MiB, the index 64 MiB,
+    certificates and CRLs 16 MiB): a FIFO, a device, a directory or a larger file is refused (exit 2).
+    """
     ctx = ValidationContext(now=datetime.now(UTC), expected_kind=Kind(expected) if expected else None)
     setup_notes: list[str] = []
     try:
         if index_path:
-            signer = _read_certificates(index_signer)[0] if index_signer else None
-            ctx.index, signed = load_index(index_path.read_bytes(), signer)
+            signer = _certificates_from(_read_bounded(index_signer, MAX_CERT_FILE_BYTES))[0] if index_signer else None
+            ctx.index, signed = load_index(_read_bounded(index_path, MAX_INDEX_SIZE), signer)
             if signed is not None and signer is not None and not signed.signer_trusted:
-                _fail_usage(f"{index_path}: the index signature does not verify with {index_signer}")
+                _fail_usage(f"{_shown(index_path)}: the index signature does not verify with {_shown(index_signer)}")
             if signed is not None and signer is None:
                 setup_notes.append("signed index read without --index-signer: its signature was not trusted")
-        ctx.ca_certificates = [c for p in ca_paths for c in _read_certificates(p)]
-        ctx.crls = [_read_crl(p) for p in crl_paths]
+        ctx.ca_certificates = [c for p in ca_paths for c in _certificates_from(_read_bounded(p, MAX_CERT_FILE_BYTES))]
+        ctx.crls = [_crl_from(_read_bounded(p, MAX_CERT_FILE_BYTES)) for p in crl_paths]
         if original_path:
-            ctx.carried_original = original_path.read_bytes()
-    except (OSError, ValueError, IndexFormatError) as exc:
+            ctx.carried_original = _read_bounded(original_path, MAX_MESSAGE_BYTES)
+    except _InputError as exc:
         _fail_usage(str(exc))
+    except (ValueError, IndexFormatError) as exc:
+        _fail_usage(" ".join(str(exc).split()) or type(exc).__name__)
     exit_code = EXIT_OK
     reports = []
     for path in files:
         try:
-            if path.stat().st_size > MAX_MESSAGE_BYTES * 4:
-                raise OSError(f"{path} is larger than {MAX_MESSAGE_BYTES * 4} bytes; not read")
-            raw = path.read_bytes()
-        except OSError as exc:
-            reports.append({"file": str(path), "error": str(exc)})
+            raw = _read_bounded(path, MAX_MESSAGE_BYTES)
+        except _InputError as exc:
+            reports.append({"file": _shown(path), "error": str(exc)})
             exit_code = EXIT_HARNESS
             if not as_json:
-                click.echo(f"{path}: unreadable: {exc}", err=True)
+                click.echo(f"unreadable: {exc}", err=True)
             continue
         result = validate_daticert(raw, ctx) if looks_like_daticert(raw) else check(raw, ctx)
         if result.count(Verdict.ERROR):
             exit_code = EXIT_HARNESS  # not judged (or not fully): never reported as a clean pass
         elif result.failed and exit_code == EXIT_OK:
             exit_code = EXIT_FAIL
-        reports.append({"file": str(path), **result.to_dict()})
+        reports.append({"file": _shown(path), **result.to_dict()})
         if not as_json:
             summary = ", ".join(f"{n} {v}" for v, n in result.to_dict()["summary"].items())
-            click.echo(f"{path}: {result.kind} ({summary})")
+            click.echo(f"{_shown(path)}: {result.kind} ({summary})")
             for f in result.findings:
                 if verbose or f.verdict in _SHOWN:
                     reqs = ",".join(f.requirements)
@@ -124,12 +200,12 @@ def validate(files, index_path, index_signer, ca_paths, crl_paths, expected, ori
                         line += f" [expected: {f.expected or '-'}; actual: {f.actual or '-'}]"
                     if f.decision:
                         line += f" ({f.decision})"
-                    click.echo(line)
+                    click.echo(_printable(line))
     for note in setup_notes:
         click.echo(f"note: {note}", err=True)
     if as_json:
-        click.echo(json.dumps({"version": __version__, "exit_code": exit_code, "files": reports}, indent=2,
-                              ensure_ascii=False))
+        click.echo(json.dumps(_printable({"version": __version__, "exit_code": exit_code, "files": reports}),
+                              indent=2, ensure_ascii=False))
     sys.exit(exit_code)
 
 
