@@ -387,14 +387,22 @@ def pki_revoke(directory: Path, certificate: str):
               help="Scale every deadline (slow targets).")
 @click.option("--jobs", type=int, default=4, show_default=True, help="Independent scenarios run in parallel.")
 @click.option("--quiet", is_flag=True, help="No live progress; one summary line (for CI).")
-def run(target, counterpart_pki, faults, patterns, excludes, expectations, out, timeout_multiplier, jobs, quiet):
+@click.option("--max-time", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Overall deadline in seconds (default: from the scenarios, the jobs and the target's timers). "
+                   "When it passes, or on Ctrl-C / SIGTERM, the reports are written with the scenarios not "
+                   "finished marked BLOCKED (not run), and the exit code is 2.")
+@click.option("--preflight/--no-preflight", "preflight", default=True, show_default=True,
+              help="Check the target first; scenarios needing what is broken are BLOCKED (see `preflight`).")
+def run(target, counterpart_pki, faults, patterns, excludes, expectations, out, timeout_multiplier, jobs, quiet,
+        max_time, preflight):
     """Run the scenarios against a target (default: the built-in reference provider) and write the reports."""
     from .engine import core
+    from .engine.execute import execute
     from .engine.profile import ProfileError, load_profile
     from .engine.results import build_report
     from .reference.faults import CATALOGUE
     from .report.render import write_reports
-    from .runner import builtin_target, profile_target, timestamp
+    from .runner import builtin_placeholder, builtin_target, profile_target, timestamp
     from .scenarios import __name__ as _scenarios  # noqa: F401  (registers the scenarios)
 
     unknown = [f for f in faults if f not in CATALOGUE]
@@ -419,20 +427,61 @@ def run(target, counterpart_pki, faults, patterns, excludes, expectations, out, 
             stage = profile_target(load_profile(target), out, timeout_multiplier, counterpart_pki)
         else:
             stage = builtin_target(out, list(faults), timeout_multiplier)
-        with stage as world:
-            results = core.run_all(world, specs, expected, jobs=jobs, progress=_progress(quiet, len(specs)))
-            profile = world.profile
+        done = execute(stage, specs, expected, jobs=jobs, multiplier=timeout_multiplier, max_time=max_time,
+                       progress=_progress(quiet, len(specs)), echo=lambda line: None if quiet else click.echo(line),
+                       preflight=preflight)
+        results = done.results
+        profile = done.profile or (load_profile(target) if target else builtin_placeholder())
     except ProfileError as exc:
         _fail_usage(str(exc))
     report = build_report(results, profile, started=started, finished=time.time(), command=sys.argv,
-                          multiplier=timeout_multiplier, jobs=jobs, faults=list(faults))
+                          multiplier=timeout_multiplier, jobs=jobs, faults=list(faults), stopped=done.stopped)
     paths = write_reports(report, out)
     summary = report["summary"]
     counts = ", ".join(f"{n} {v}" for v, n in summary["scenarios"].items() if n)
     click.echo(f"{len(results)} scenarios: {counts}; requirements: "
                + ", ".join(f"{n} {v}" for v, n in summary["requirements"].items() if n))
     click.echo(f"reports: {', '.join(str(p) for p in paths.values())}")
+    if done.stopped:
+        click.echo(f"stopped: {done.stopped}; the report is partial", err=True)
+        sys.exit(EXIT_HARNESS)
     sys.exit(summary["exit_code"])
+
+
+@main.command()
+@click.option("--target", "target", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Target profile (TOML). Without it the built-in reference provider is checked.")
+@click.option("--counterpart-pki", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="With --target: the `pki init` folder whose first provider the counterpart plays.")
+@click.option("--timeout-multiplier", type=click.FloatRange(min=0, min_open=True, max=1000), default=1.0,
+              show_default=True, help="Scale every deadline (slow targets); above 0.")
+def preflight(target, counterpart_pki, timeout_multiplier):
+    """Check what a run needs of the target, alone: endpoints, STARTTLS, AUTH and the mailbox of each
+    user, one correct message reaching the counterpart. Exit 0 all fine, 1 a correct message refused or
+    lost (ACC-17), 2 anything else not working."""
+    import shutil
+    import tempfile
+
+    from .engine.preflight import run_preflight
+    from .engine.profile import ProfileError, load_profile
+    from .runner import builtin_target, profile_target
+
+    if target and not counterpart_pki:
+        _fail_usage("--target needs --counterpart-pki (the `pki init` folder the target's operator loaded)")
+    scratch = Path(tempfile.mkdtemp(prefix="pec-preflight-"))  # evidence is not kept: nothing is judged
+    try:
+        stage = (profile_target(load_profile(target), scratch, timeout_multiplier, counterpart_pki) if target
+                 else builtin_target(scratch, [], timeout_multiplier))
+        with stage as world:
+            result = run_preflight(world)
+    except ProfileError as exc:
+        _fail_usage(str(exc))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    for line in result.lines:
+        click.echo(line)
+    verdicts = {str(f.verdict) for f in result.result.findings}
+    sys.exit(EXIT_HARNESS if "ERROR" in verdicts else EXIT_FAIL if "FAIL" in verdicts else EXIT_OK)
 
 
 def _progress(quiet: bool, total: int):

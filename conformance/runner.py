@@ -218,5 +218,12 @@ def profile_target(profile: TargetProfile, out: Path, multiplier: float, pki_dir
         ordinary.stop()
 
 
+def builtin_placeholder() -> TargetProfile:
+    """What a report says of the built-in target when the run was stopped before it was up."""
+    return TargetProfile(name=TARGET_NAME, domains=list(TARGET_DOMAINS), service_address="", receipt_mailbox="",
+                         access=("127.0.0.1", 0), access_tls="starttls", incoming=("127.0.0.1", 0), mailboxes=[],
+                         timers={}, capabilities={}, kind="reference")
+
+
 def timestamp() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

@@ -801,9 +801,37 @@ def run_scenario(world: World, spec: Scenario, expectations: list[Expectation]) 
     return result
 
 
+class RunStopped(KeyboardInterrupt):
+    """Raised in the main thread by the SIGTERM handler (Ctrl-C raises KeyboardInterrupt itself)."""
+
+
+def stop_run(world: World, reason: str) -> None:
+    """Stop the run: every wait ends at once, scenarios not started are not run."""
+    if not world.cancel.is_set():
+        world.cancel_reason = reason
+        world.cancel.set()
+
+
+def stop_reason(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, RunStopped) and str(exc) else "the run was interrupted (Ctrl-C)"
+
+
+def not_run(spec: Scenario, reason: str) -> ScenarioResult:
+    """The result of a scenario the run never got to (it was stopped first): BLOCKED, with the reason."""
+    f = Finding(spec.requirements or ("GEN-04",), Verdict.BLOCKED, f"not run: {reason}", check=f"scenario.{spec.id}")
+    return ScenarioResult(spec, "BLOCKED", [f], [], [], time.time(), 0.0, None)
+
+
 def run_all(world: World, specs: list[Scenario], expectations: list[Expectation], *, jobs: int = 1,
-            progress: Callable[[str, str, ScenarioResult | None], None] | None = None) -> list[ScenarioResult]:
-    """Run scenarios, `jobs` at a time (they are independent: each matches its own token)."""
+            progress: Callable[[str, str, ScenarioResult | None], None] | None = None,
+            deadline: float | None = None, grace: float = 5.0) -> list[ScenarioResult]:
+    """Run scenarios, `jobs` at a time (they are independent: each matches its own token).
+
+    `deadline` (time.monotonic()) is the run's overall limit. When it passes, or on Ctrl-C / SIGTERM
+    (KeyboardInterrupt in the calling thread), the run stops: running scenarios get `grace` seconds to
+    end (their waits end at once), and every scenario without a result is returned as not run (BLOCKED).
+    `world.cancel` is then set and `world.cancel_reason` says why.
+    """
     results: dict[str, ScenarioResult] = {}
     lock = threading.Lock()
     queue = list(specs)
@@ -811,7 +839,7 @@ def run_all(world: World, specs: list[Scenario], expectations: list[Expectation]
     def worker():
         while True:
             with lock:
-                if not queue:
+                if not queue or world.cancel.is_set():
                     return
                 spec = queue.pop(0)
             if progress:
@@ -823,8 +851,26 @@ def run_all(world: World, specs: list[Scenario], expectations: list[Expectation]
                 progress(spec.id, r.verdict, r)
 
     threads = [threading.Thread(target=worker, name=f"scenario-{i}", daemon=True) for i in range(max(1, jobs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return [results[s.id] for s in specs if s.id in results]
+    try:
+        for t in threads:
+            t.start()
+        while any(t.is_alive() for t in threads):
+            if deadline is not None and time.monotonic() >= deadline:
+                stop_run(world, "the run's overall deadline (--max-time) passed")
+                break
+            for t in threads:
+                t.join(timeout=0.05)
+    except KeyboardInterrupt as exc:
+        stop_run(world, stop_reason(exc))
+    if world.cancel.is_set():
+        end = time.monotonic() + grace
+        try:
+            for t in threads:
+                t.join(timeout=max(0.0, end - time.monotonic()))
+        except KeyboardInterrupt:
+            pass  # a second Ctrl-C: stop waiting, write what there is
+    with lock:
+        done = dict(results)
+    reason = world.cancel_reason or "the run was stopped"
+    return [done[s.id] if s.id in done else not_run(s, reason) for s in specs
+            if s.id in done or world.cancel.is_set()]

@@ -83,19 +83,23 @@ def requirement_rows(scenarios: list[dict]) -> list[dict]:
 
 
 def build_report(results: list[ScenarioResult], profile: TargetProfile, *, started: float, finished: float,
-                 command: list[str], multiplier: float, jobs: int, faults: list[str]) -> dict:
+                 command: list[str], multiplier: float, jobs: int, faults: list[str],
+                 stopped: str | None = None) -> dict:
     levels = {r.id: r.level for r in load_catalogue()}
     scenarios = [_scenario(r, levels) for r in results]
     requirements = requirement_rows(scenarios)
     target = profile.describe()
     target["faults"] = list(faults)
     target["kind"] = profile.kind
+    run = {"id": f"run-{_iso(started)}", "started": _iso(started), "finished": _iso(finished),
+           "duration_s": round(finished - started, 3), "command": command, "timeout_multiplier": multiplier,
+           "jobs": jobs, "host": f"{platform.node()} ({sys.platform})"}
+    if stopped:
+        run["stopped"] = stopped  # a partial report: the scenarios not finished are BLOCKED ("not run")
     return {
         "format": FORMAT,
         "suite": {"name": "pec-conformance", "version": __version__},
-        "run": {"id": f"run-{_iso(started)}", "started": _iso(started), "finished": _iso(finished),
-                "duration_s": round(finished - started, 3), "command": command, "timeout_multiplier": multiplier,
-                "jobs": jobs, "host": f"{platform.node()} ({sys.platform})"},
+        "run": run,
         "target": target,
         "summary": summarize(scenarios, requirements),
         "scenarios": scenarios,
