@@ -441,9 +441,10 @@ def to_eight_bit(part: bytes) -> bytes:
 
 def custom_certificate(ca, provider_name: str, email: str | None, key, *, not_before: datetime,
                        not_after: datetime, digital_signature: bool = True, key_usage_critical: bool = True,
-                       key_usage: bool = True) -> x509.Certificate:
-    """A provider certificate like pki.issue_provider_certificate's, with the keyUsage and SAN switches
-    that module does not offer (SIG-07, SIG-06/SIG-10)."""
+                       key_usage: bool = True, basic_constraints: bool = False) -> x509.Certificate:
+    """A provider certificate like pki.issue_provider_certificate's, with the keyUsage, SAN and
+    basicConstraints switches that module does not offer together (SIG-07, SIG-06/SIG-10, SIG-11; the
+    DigitPA-era profile of decision D32 combines them)."""
     builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([
@@ -468,6 +469,8 @@ def custom_certificate(ca, provider_name: str, email: str | None, key, *, not_be
             critical=key_usage_critical)
     if email is not None:
         builder = builder.add_extension(x509.SubjectAlternativeName([x509.RFC822Name(email)]), critical=False)
+    if basic_constraints:
+        builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=False)
     return builder.sign(ca.key, hashes.SHA256())
 
 
@@ -477,3 +480,79 @@ def edit_daticert_unsigned(raw: bytes, fn: Transform) -> bytes:
     part = ps[_find_daticert(ps)]
     new = replace_body(part, b64_body(fn(walk_entity(part).decoded())))
     return replace_once(raw, part, new)
+
+
+# ---------------------------------------------------------------------------------------------
+# Signature shapes and line ends (decision D35), truncation
+
+
+def resign_attached(raw: bytes, key, certificate, digest: str = "sha256") -> bytes:
+    """The same message signed again, the .p7s now embedding the content (attached SignedData) although it
+    stays inside multipart/signed."""
+    root = walk_entity(raw)
+    signed = split_signed(root)
+    if signed is None:
+        raise MutationError("not a multipart/signed message")
+    fields = [(n, str(v)) for n, v in root.headers.items() if n.lower() not in ("mime-version", "content-type")]
+    der = cms.sign_attached(signed.content, key, certificate, digest=digest, signing_time=signing_time_of(raw))
+    return sign_entity(fields, signed.content, key, certificate, digest=digest, signature_der=der,
+                       protocol=signed.protocol or "application/pkcs7-signature")
+
+
+def bare_lf_in_signed_content(raw: bytes, field: bytes = b"Content-Transfer-Encoding: quoted-printable") -> bytes:
+    """One CRLF inside the signed content turned into a bare LF after signing (the rest keeps CRLF)."""
+    content = inner_of(raw)
+    if field + CRLF not in content:
+        raise MutationError(f"{field!r} not in the signed content")
+    return replace_once(raw, content, content.replace(field + CRLF, field + b"\n", 1))
+
+
+def lf_line_ends(raw: bytes) -> bytes:
+    """The whole file with LF line ends, as a mail store may keep it."""
+    return raw.replace(CRLF, b"\n")
+
+
+def drop_signature_and_close(raw: bytes) -> bytes:
+    """multipart/signed cut after its content part: no .p7s part, no close delimiter."""
+    header_block, body = split_entity(raw)
+    spans, _ = split_multipart(body, _boundary(raw).decode())
+    return header_block + body[: spans[0][1]] + CRLF
+
+
+# ---------------------------------------------------------------------------------------------
+# Wrapping by a forwarder or a mailing list (decision D36)
+
+
+def list_wrap(raw: bytes, *, list_id: str = "Fatture <fatture.lists.example.org>", tag: str = "[fatture]",
+              footer: str = "Fatture mailing list\r\nhttps://lists.example.org/fatture\r\n") -> bytes:
+    """A list's copy: the signed body kept as the first part of a new multipart/mixed, a footer part after
+    it, a subject tag and list fields; the PEC header fields stay on the outer layer."""
+    root = walk_entity(raw)
+    kept = []
+    for name, value in root.headers.items():
+        if name.lower() in ("mime-version", "content-type"):
+            continue
+        kept.append((name, f"{tag} {value}" if name.lower() == "subject" else str(value)))
+    kept += [("List-Id", list_id), ("List-Post", "<mailto:fatture@lists.example.org>"),
+             ("List-Unsubscribe", "<mailto:fatture-leave@lists.example.org>")]
+    signed_part = headers_bytes([("Content-Type", str(root.headers.get("content-type")))]) + CRLF + \
+        split_entity(raw)[1].removesuffix(CRLF)
+    footer_part = headers_bytes([("Content-Type", 'text/plain; charset="us-ascii"'),
+                                 ("Content-Transfer-Encoding", "7bit"),
+                                 ("Content-Disposition", "inline")]) + CRLF + footer.encode()
+    from conformance.pec.mime import multipart
+
+    return headers_bytes(kept) + multipart("mixed", [signed_part, footer_part],
+                                           extra_fields=[("MIME-Version", "1.0")])
+
+
+def forward_as_attachment(raw: bytes, *, sender: str = "inoltro@example.org", to: str = "archivio@example.org",
+                          subject: str = "Fwd: ricevuta") -> bytes:
+    """Ordinary mail carrying the PEC message whole as message/rfc822 (a forward, a list that wraps posts)."""
+    from conformance.pec.mime import attachment_part, multipart, text_part
+
+    note = text_part("Inoltro la ricevuta.", "plain", "utf-8")
+    attached = attachment_part("message/rfc822", "ricevuta.eml", raw, encoding="7bit")
+    return headers_bytes([("From", sender), ("To", to), ("Subject", subject),
+                          ("Date", "Mon, 23 Nov 2026 10:00:00 +0100"), ("Message-ID", "<fwd.1@example.org>")]) + \
+        multipart("mixed", [note, attached], extra_fields=[("MIME-Version", "1.0")])

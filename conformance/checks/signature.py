@@ -86,7 +86,7 @@ def check_cms(msg: ParsedMessage, ctx: ValidationContext):
                           "detached signature is required", expected="SignedData without eContent",
                      actual=f"eContent of {len(v.encapsulated_content)} bytes")
     sig = msg.signature
-    if sig.bare_lf and not sig.all_lf_file:
+    if sig.bare_lf and (sig.captured or not sig.all_lf_file):
         where = "as captured from SMTP" if sig.captured else "in a file with CRLF line ends"
         yield failed(req, f"the signed content holds bare LF line ends {where}: not the canonical CRLF form "
                           "(RFC 5751 section 3.1.1)", expected="CRLF line ends only", actual="bare LF",
