@@ -565,7 +565,8 @@ class ScenarioContext:
         return self.token.encode() in raw[:20000] or self.token in msg.subject
 
     def _capture(self, raw: bytes, source: str, label: str, frm: str, to: str, *, expect: Kind | None = None,
-                 carried: bytes | None = None, note: str = "") -> Captured:
+                 carried: bytes | None = None, note: str = "", smtp: bool = False) -> Captured:
+        """`smtp`: `raw` is exactly what the suite received over SMTP, judged as such (decision D35)."""
         path = self.save("in", label, raw)
         msg = parse_message(raw)
         self.event(frm, to, f"{msg.kind}{note}", kind=str(msg.kind), message_id=msg.header("message-id"),
@@ -573,7 +574,8 @@ class ScenarioContext:
         if msg.kind in self.unjudged:
             return Captured(raw, msg, path, source, time.monotonic())
         ctx = ValidationContext(index=self.world.validation.index, ca_certificates=self.world.validation.ca_certificates,
-                                crls=self.world.validation.crls, expected_kind=expect, carried_original=carried)
+                                crls=self.world.validation.crls, expected_kind=expect, carried_original=carried,
+                                captured_from_smtp=smtp)
         for f in check(raw, ctx).findings:
             f.evidence = path  # type: ignore[attr-defined]
             self.findings.append(f)
@@ -667,7 +669,7 @@ class ScenarioContext:
             return cached
         cap = self._capture(rec.raw, party, str(rec.message.kind), "target", party,
                             expect=rec.message.kind if rec.message.kind not in (Kind.ORDINARY, Kind.UNKNOWN) else None,
-                            note=" (STARTTLS)" if rec.tls else " (plain SMTP)")
+                            note=" (STARTTLS)" if rec.tls else " (plain SMTP)", smtp=True)
         if not hasattr(self, "_received_cache"):
             self._received_cache = {}
         self._received_cache[key] = cap
