@@ -10,6 +10,7 @@ import json
 import os
 import stat
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +28,31 @@ from .pec.index import MAX_INDEX_SIZE, IndexFormatError, load_index
 EXIT_OK, EXIT_FAIL, EXIT_HARNESS = 0, 1, 2
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineErrors(click.Group):
+    """Usage errors as one line on stderr and exit 2, never a traceback: an option is refused when it is
+    parsed, before anything runs. A file that cannot be read or written is a usage error too."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Abort:
+            click.echo("error: interrupted", err=True)
+            sys.exit(EXIT_HARNESS)
+        except click.ClickException as exc:
+            where = exc.ctx.command_path if isinstance(exc, click.UsageError) and exc.ctx else "pec-conformance"
+            message = " ".join(exc.format_message().split())
+            click.echo(f"error: {where}: {message} (see --help)", err=True)
+            sys.exit(EXIT_HARNESS)
+        except OSError as exc:
+            detail = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
+            click.echo(f"error: {detail}", err=True)
+            sys.exit(EXIT_HARNESS)
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+@click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pec-conformance")
 def main() -> None:
     """Conformance suite for Italian certified email (PEC, RFC 6109)."""
@@ -307,6 +332,26 @@ def list_(what, report_path, as_json):
                "(the rest need a flow, a counterpart or an audit).")
 
 
+# ----------------------------------------------------------------------------------------- explain
+
+
+def _known_id(ctx, param, value: str) -> str:
+    from .catalogue import explain as explain_text
+
+    if explain_text(value) is None:
+        raise click.BadParameter(f"{value!r} is neither a requirement (e.g. FMT-04) nor a decision (D1 ... D36)")
+    return value
+
+
+@main.command()
+@click.argument("ident", metavar="ID", callback=_known_id)
+def explain(ident: str):
+    """Print a requirement (e.g. FMT-04) or a reading of an open point (e.g. D33) as docs/ states it."""
+    from .catalogue import explain as explain_text
+
+    click.echo(explain_text(ident))
+
+
 # --------------------------------------------------------------------------------------------- pki
 
 
@@ -362,9 +407,12 @@ def pki_revoke(directory: Path, certificate: str):
     """Revoke a certificate (PEM path or serial number) and re-sign the CRL."""
     from .pec.pki import revoke_in_directory
 
-    target: Path | int = int(certificate, 0) if certificate.isdigit() or certificate.startswith("0x") \
-        else Path(certificate)
-    serial = revoke_in_directory(directory, target)
+    try:
+        target: Path | int = int(certificate, 0) if certificate.isdigit() or certificate.startswith("0x") \
+            else Path(certificate)
+        serial = revoke_in_directory(directory, target)
+    except (OSError, ValueError, KeyError) as exc:
+        _fail_usage(f"cannot revoke {certificate} in {directory}: {exc}")
     click.echo(f"revoked serial {serial:#x}; CRL re-signed in {directory}")
 
 
@@ -383,9 +431,12 @@ def pki_revoke(directory: Path, certificate: str):
               help="Expected verdicts with reasons (TOML): they become XFAIL; one that does not happen, XPASS.")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path),
               help="Report folder (default reports/<UTC timestamp>).")
-@click.option("--timeout-multiplier", type=float, default=1.0, show_default=True,
-              help="Scale every deadline (slow targets).")
-@click.option("--jobs", type=int, default=4, show_default=True, help="Independent scenarios run in parallel.")
+@click.option("--timeout-multiplier", type=click.FloatRange(min=0, min_open=True, max=1000), default=1.0,
+              show_default=True, help="Scale every deadline (slow targets); above 0.")
+@click.option("--jobs", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Independent scenarios run in parallel (1 to 64).")
+@click.option("--keep", type=click.IntRange(min=1), default=None,
+              help="After the run, keep only the newest N runs in the default output folder (reports/).")
 @click.option("--quiet", is_flag=True, help="No live progress; one summary line (for CI).")
 @click.option("--max-time", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Overall deadline in seconds (default: from the scenarios, the jobs and the target's timers). "
@@ -393,8 +444,8 @@ def pki_revoke(directory: Path, certificate: str):
                    "finished marked BLOCKED (not run), and the exit code is 2.")
 @click.option("--preflight/--no-preflight", "preflight", default=True, show_default=True,
               help="Check the target first; scenarios needing what is broken are BLOCKED (see `preflight`).")
-def run(target, counterpart_pki, faults, patterns, excludes, expectations, out, timeout_multiplier, jobs, quiet,
-        max_time, preflight):
+def run(target, counterpart_pki, faults, patterns, excludes, expectations, out, timeout_multiplier, jobs, keep,
+        quiet, max_time, preflight):
     """Run the scenarios against a target (default: the built-in reference provider) and write the reports."""
     from .engine import core
     from .engine.execute import execute
@@ -419,8 +470,14 @@ def run(target, counterpart_pki, faults, patterns, excludes, expectations, out, 
     specs = core.select(list(patterns), list(excludes))
     if not specs:
         _fail_usage("no scenario matches")
+    if keep is not None and out is not None:
+        _fail_usage("--keep prunes the default output folder (reports/); it does not go with --out")
+    default_out = out is None
     out = out or Path("reports") / timestamp()
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _fail_usage(f"cannot write the report folder {out}: {exc.strerror or exc}")
     started = time.time()
     try:
         if target:
@@ -442,10 +499,25 @@ def run(target, counterpart_pki, faults, patterns, excludes, expectations, out, 
     click.echo(f"{len(results)} scenarios: {counts}; requirements: "
                + ", ".join(f"{n} {v}" for v, n in summary["requirements"].items() if n))
     click.echo(f"reports: {', '.join(str(p) for p in paths.values())}")
+    if keep is not None and default_out:
+        for old in prune_runs(out.parent, keep):
+            click.echo(f"removed old run {old}")
     if done.stopped:
         click.echo(f"stopped: {done.stopped}; the report is partial", err=True)
         sys.exit(EXIT_HARNESS)
     sys.exit(summary["exit_code"])
+
+
+def prune_runs(folder: Path, keep: int) -> list[Path]:
+    """Remove all but the newest `keep` runs (folders holding a report.json, by name: UTC timestamps sort
+    in time order) from the default output folder; return what was removed. Anything else is left alone."""
+    import shutil
+
+    runs = sorted(p for p in folder.iterdir() if p.is_dir() and (p / "report.json").is_file())
+    removed = runs[:-keep] if keep > 0 else runs
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    return removed
 
 
 @main.command()
@@ -491,18 +563,20 @@ def _progress(quiet: bool, total: int):
     from rich.console import Console
 
     console = Console(stderr=True)
+    lock = threading.Lock()  # scenarios finish on several threads: one line at a time, counters in order
     done: dict[str, int] = {}
     colours = {"PASS": "green", "FAIL": "red", "ERROR": "magenta", "WARN": "yellow", "SKIP": "dim",
                "XFAIL": "cyan", "XPASS": "bold red", "BLOCKED": "yellow"}
 
     def report(scenario_id: str, state: str, result) -> None:
-        if result is None:
-            console.print(f"[dim]WAITING[/dim] {scenario_id}")
-            return
-        done[state] = done.get(state, 0) + 1
-        so_far = " ".join(f"{v}:{n}" for v, n in sorted(done.items()))
-        console.print(f"[{colours.get(state, 'white')}]{state:<5}[/] {scenario_id} "
-                      f"({result.duration:.1f} s)  [dim]{sum(done.values())}/{total} {so_far}[/dim]")
+        with lock:
+            if result is None:  # started, not finished
+                console.print(f"[dim]RUNNING[/dim] {scenario_id}")
+                return
+            done[state] = done.get(state, 0) + 1
+            so_far = " ".join(f"{v}:{n}" for v, n in sorted(done.items()))
+            console.print(f"[{colours.get(state, 'white')}]{state:<7}[/] {scenario_id} "
+                          f"({result.duration:.1f} s)  [dim]{sum(done.values())}/{total} {so_far}[/dim]")
 
     return report
 
@@ -561,8 +635,9 @@ def reference_faults(as_json):
     if as_json:
         click.echo(json.dumps({"faults": rows, "total": len(rows)}, indent=2))
         return
+    click.echo(f"{'FAULT':<34} {'POINT':<9} {'VERDICT':<7} {'REQUIREMENTS':<16} DESCRIPTION")
     for r in rows:
-        click.echo(f"{r['name']:<34} {r['point']:<9} {r['verdict']:<5} {','.join(r['requirements']):<16} "
+        click.echo(f"{r['name']:<34} {r['point']:<9} {r['verdict']:<7} {','.join(r['requirements']):<16} "
                    f"{r['description']}")
     click.echo(f"\n{len(rows)} faults")
 
@@ -591,15 +666,21 @@ def reference_init(directory: Path, force: bool):
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--digest", type=click.Choice(["sha256", "sha1"]), default="sha256",
               help="Digest of the signatures (sha1 makes legacy-style messages).")
-def sample(directory: Path, digest: str):
+@click.option("--force", is_flag=True, help="Write into a non-empty directory.")
+def sample(directory: Path, digest: str, force: bool):
     """Build one message of each of the 14 kinds with a fresh test PKI, plus its CA, CRL and index."""
     from cryptography.hazmat.primitives import serialization
 
     from .pec.samples import build_all_kinds, make_world
 
+    if directory.exists() and any(directory.iterdir()) and not force:
+        _fail_usage(f"{directory} is not empty (use --force)")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _fail_usage(f"cannot write {directory}: {exc.strerror or exc}")
     world = make_world()
     samples = build_all_kinds(world, digest=digest)
-    directory.mkdir(parents=True, exist_ok=True)
     for kind, raw in samples.messages.items():
         (directory / f"{kind}.eml").write_bytes(raw)
     (directory / "original").mkdir(exist_ok=True)
