@@ -470,10 +470,20 @@ def run(target, counterpart_pki, faults, patterns, excludes, expectations, out, 
     specs = core.select(list(patterns), list(excludes))
     if not specs:
         _fail_usage("no scenario matches")
+    target_profile = None
+    if target:  # every file the profile names is checked before anything is written
+        try:
+            target_profile = load_profile(target)
+        except ProfileError as exc:
+            _fail_usage(str(exc))
+        missing = target_profile.missing_files()
+        if missing:
+            _fail_usage(f"{target}: not found: {'; '.join(missing)}")
     if keep is not None and out is not None:
         _fail_usage("--keep prunes the default output folder (reports/); it does not go with --out")
     default_out = out is None
     out = out or Path("reports") / timestamp()
+    fresh_out = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -481,7 +491,7 @@ def run(target, counterpart_pki, faults, patterns, excludes, expectations, out, 
     started = time.time()
     try:
         if target:
-            stage = profile_target(load_profile(target), out, timeout_multiplier, counterpart_pki)
+            stage = profile_target(target_profile, out, timeout_multiplier, counterpart_pki)
         else:
             stage = builtin_target(out, list(faults), timeout_multiplier)
         done = execute(stage, specs, expected, jobs=jobs, multiplier=timeout_multiplier, max_time=max_time,
@@ -490,6 +500,10 @@ def run(target, counterpart_pki, faults, patterns, excludes, expectations, out, 
         results = done.results
         profile = done.profile or (load_profile(target) if target else builtin_placeholder())
     except ProfileError as exc:
+        if fresh_out and not any(p.is_file() for p in out.rglob("*")):
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)  # no empty evidence folder left behind
         _fail_usage(str(exc))
     report = build_report(results, profile, started=started, finished=time.time(), command=sys.argv,
                           multiplier=timeout_multiplier, jobs=jobs, faults=list(faults), stopped=done.stopped)
@@ -645,18 +659,65 @@ def reference_faults(as_json):
 @reference.command("init")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Write into a non-empty directory.")
-def reference_init(directory: Path, force: bool):
+@click.option("--for", "for_profile", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Instead: one provider that is the target this profile describes, for `run --target`.")
+@click.option("--counterpart-pki", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="With --for: the counterpart's `pki init` folder whose index, CA and CRL the provider loads.")
+def reference_init(directory: Path, force: bool, for_profile, counterpart_pki):
     """Write a sandbox of two providers (test PKI, index, TLS, users, routes) ready for `reference serve`."""
     from .reference.deploy import DEFAULT_PLANS, write_deployment
 
     if directory.exists() and any(directory.iterdir()) and not force:
         _fail_usage(f"{directory} is not empty (use --force)")
+    if for_profile or counterpart_pki:
+        _reference_init_for(directory, for_profile, counterpart_pki)
+        return
     paths = write_deployment(directory)
     click.echo(f"sandbox written to {directory}")
     for path, plan in zip(paths, DEFAULT_PLANS, strict=True):
         click.echo(f"  {plan.name}: pec-conformance reference serve --config {path}")
         for user, password in plan.users.items():
             click.echo(f"      user {user} password {password}")
+
+
+def _reference_init_for(directory: Path, profile_path: Path | None, counterpart_pki: Path | None) -> None:
+    from .engine.profile import ProfileError, load_profile
+    from .reference.deploy import SandboxError, sandbox_mismatches, write_target_sandbox
+
+    if not (profile_path and counterpart_pki):
+        _fail_usage("--for and --counterpart-pki go together")
+    try:
+        profile = load_profile(profile_path)
+        config = write_target_sandbox(directory, profile, counterpart_pki)
+    except (ProfileError, SandboxError) as exc:
+        _fail_usage(str(exc))
+    click.echo(f"sandbox target {profile.name} written to {directory}; start it with:\n"
+               f"  pec-conformance reference serve --config {config}")
+    for line in sandbox_mismatches(profile, directory, config):
+        click.echo(f"  note: {profile_path} should say {line}", err=True)
+
+
+@main.group()
+def target() -> None:
+    """Getting a provider under test ready for the suite."""
+
+
+@target.command("init")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", default=None, help="Your providerName (default: the example's).")
+@click.option("--domain", default=None, help="Your PEC domain (default: the example's).")
+@click.option("--force", is_flag=True, help="Write into a non-empty directory.")
+def target_init(directory: Path, name: str | None, domain: str | None, force: bool):
+    """Write the counterpart's PKI, a commented profile to fill in and a checklist of what to load."""
+    from . import targetkit
+
+    if directory.exists() and any(directory.iterdir()) and not force:
+        _fail_usage(f"{directory} is not empty (use --force)")
+    kit = targetkit.write_kit(directory, name=name or targetkit.DEFAULT_NAME,
+                              domain=domain or targetkit.DEFAULT_DOMAIN)
+    click.echo(f"written to {directory}:\n  {kit.pki}/  the counterpart's PKI (index, CA, CRL, keys)\n"
+               f"  {kit.profile}  the target profile: fill in your deployment\n"
+               f"  {kit.checklist}  what to load into the provider under test")
 
 
 # ------------------------------------------------------------------------------------------ sample

@@ -174,27 +174,12 @@ def _hook(evidence: EvidenceStore, folder: str):
 def profile_target(profile: TargetProfile, out: Path, multiplier: float, pki_dir: Path) -> Iterator[core.World]:
     """A real deployment: the counterpart uses a provider of `pki_dir` (written by `pki init`, whose index
     and CA the target's operator loaded); the target's own index record comes from its certificate."""
-    layout = load_pki_directory(pki_dir)
-    names = [p.provider_name for p in layout.providers]
-    if not names:
-        raise ProfileError(f"{pki_dir}: no provider to play the counterpart")
+    try:
+        layout, index, cas = _profile_trust(profile, pki_dir)
+    except (OSError, ValueError, KeyError) as exc:  # unreadable or malformed files: a usage error, not a crash
+        raise ProfileError(f"{exc}") from None
     creds = layout.providers[0]
     evidence = EvidenceStore(out)
-    records = list(layout.index.records)
-    if profile.signing_certificate is not None:
-        from cryptography import x509
-
-        cert = x509.load_pem_x509_certificate(profile.signing_certificate.read_bytes())
-        records.append(pec_index.IndexRecord(
-            dn=pec_index.provider_dn(profile.name), provider_name=profile.name, managed_domains=tuple(profile.domains),
-            mail_receipt=profile.receipt_mailbox, certificates=(cert.public_bytes(serialization.Encoding.DER),),
-            certificate_hashes=(pec_index.certificate_hash(cert.public_bytes(serialization.Encoding.DER)),)))
-    index = pec_index.ProvidersIndex(records)
-    cas = [layout.ca.certificate]
-    if profile.ca_file is not None:
-        from cryptography import x509
-
-        cas += x509.load_pem_x509_certificates(profile.ca_file.read_bytes())
     tls = _tls_server(pki_dir.parent) if (pki_dir.parent / "pki/tls/cert.pem").exists() else None
     host, port = profile.counterpart_listen
     counterpart = Counterpart(creds, index=index, ca_certificates=cas, crls=[layout.crl], tls_context=tls,
@@ -216,6 +201,29 @@ def profile_target(profile: TargetProfile, out: Path, multiplier: float, pki_dir
     finally:
         counterpart.stop()
         ordinary.stop()
+
+
+def _profile_trust(profile: TargetProfile, pki_dir: Path):
+    """The counterpart's PKI, the providers index the suite judges with (the counterpart's records plus the
+    target's: from its published index when the profile names one, else built from its certificate) and the CAs."""
+    from cryptography import x509
+
+    from .targetkit import target_records
+
+    try:
+        layout = load_pki_directory(pki_dir)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ProfileError(f"{pki_dir}: not a `pki init` folder ({exc})") from None
+    if not layout.providers:
+        raise ProfileError(f"{pki_dir}: no provider to play the counterpart")
+    records = list(layout.index.records) + target_records(profile)
+    cas = [layout.ca.certificate]
+    if profile.ca_file is not None:
+        try:
+            cas += x509.load_pem_x509_certificates(profile.ca_file.read_bytes())
+        except ValueError as exc:
+            raise ProfileError(f"{profile.ca_file}: not a PEM certificate ({exc})") from None
+    return layout, pec_index.ProvidersIndex(records), cas
 
 
 def builtin_placeholder() -> TargetProfile:

@@ -96,6 +96,9 @@ class TargetProfile:
     capabilities: dict[str, object]
     ca_file: Path | None = None
     signing_certificate: Path | None = None
+    # The target's own published providers index (signed LDIF) and the certificate that signs it.
+    published_index: Path | None = None
+    published_index_signer: Path | None = None
     counterpart_listen: tuple[str, int] = ("127.0.0.1", 0)
     counterpart_domain: str = "pec.controparte.test"
     ordinary_listen: tuple[str, int] = ("127.0.0.1", 0)
@@ -108,6 +111,15 @@ class TargetProfile:
 
     def capability(self, name: str, default=None):
         return self.capabilities.get(name, default)
+
+    def missing_files(self) -> list[str]:
+        """The files the profile names that are not there, as `field: path` (checked before a run starts)."""
+        named = {"trust.ca": self.ca_file, "trust.certificate": self.signing_certificate,
+                 "trust.index": self.published_index, "trust.index_signer": self.published_index_signer}
+        out = [f"{k}: {v}" for k, v in named.items() if v is not None and not v.is_file()]
+        out += [f"mailboxes.url: {m.url.removeprefix('maildir://')}" for m in self.mailboxes
+                if m.url.startswith("maildir://") and not Path(m.url.removeprefix("maildir://")).is_dir()]
+        return out
 
     def describe(self) -> dict:
         """What a report may show: no password, no environment variable values."""
@@ -136,8 +148,14 @@ def load_profile(path: Path) -> TargetProfile:
     def rel(value: str | None) -> Path | None:
         return None if value is None else (base / value).resolve()
 
+    def url(value: str) -> str:
+        # A relative Maildir path is relative to the profile, like the trust files.
+        path = value.removeprefix("maildir://")
+        return value if path == value or path.startswith("/") else f"maildir://{(base / path).resolve()}"
+
     counterpart = data.get("counterpart", {})
     ordinary = data.get("ordinary", {})
+    trust = data.get("trust", {})
     return TargetProfile(
         name=data["name"],
         domains=[d.lower() for d in data["domains"]],
@@ -146,12 +164,14 @@ def load_profile(path: Path) -> TargetProfile:
         access=(data["access"]["host"], int(data["access"]["port"])),
         access_tls=data["access"].get("tls", "starttls"),
         incoming=(data["incoming"]["host"], int(data["incoming"]["port"])),
-        mailboxes=[Mailbox(m["address"].lower(), m["url"], m.get("password_env"), username=m.get("username"))
+        mailboxes=[Mailbox(m["address"].lower(), url(m["url"]), m.get("password_env"), username=m.get("username"))
                    for m in data["mailboxes"]],
         timers={k: float(v) for k, v in data.get("timers", {}).items()},
         capabilities=dict(data.get("capabilities", {})),
-        ca_file=rel(data.get("trust", {}).get("ca")),
-        signing_certificate=rel(data.get("trust", {}).get("certificate")),
+        ca_file=rel(trust.get("ca")),
+        signing_certificate=rel(trust.get("certificate")),
+        published_index=rel(trust.get("index")),
+        published_index_signer=rel(trust.get("index_signer")),
         counterpart_listen=(counterpart.get("host", "127.0.0.1"), int(counterpart.get("port", 0))),
         counterpart_domain=counterpart.get("domain", "pec.controparte.test"),
         ordinary_listen=(ordinary.get("host", "127.0.0.1"), int(ordinary.get("port", 0))),

@@ -5,6 +5,7 @@ benchmarks and `pec-conformance reference init`."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,3 +86,116 @@ def write_deployment(directory: Path, plans=DEFAULT_PLANS, *, timers: dict | Non
 
 def pki_of(directory: Path):
     return load_pki_directory(Path(directory) / "pki")
+
+
+class SandboxError(ValueError):
+    """The profile or the counterpart's PKI cannot make a sandbox."""
+
+
+def _loopback(host: str) -> str:
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+
+
+def write_target_sandbox(directory: Path, profile, counterpart_pki: Path) -> Path:
+    """A one-provider reference deployment that is the target a profile describes: its name, domains,
+    endpoints, test mailboxes (passwords from the profile's environment variables), timers and limits;
+    loaded with the counterpart's signed index, CA and CRL (what a provider's operator loads) and routing
+    the counterpart's domain and the ordinary domain to the suite. Returns the config path.
+
+    The provider's own PKI (its published index among it) is under `pki/`; `index/providers.ldif.p7m` is
+    its local copy of the directory: its own record and the counterpart's records, taken from the
+    counterpart's signed index after its signature verified."""
+    from cryptography import x509
+
+    from ..pec import index as pec_index
+    from ..pec.pki import load_pki_directory as load_pki
+
+    directory = Path(directory)
+    users: dict[str, tuple[str, int]] = {}
+    unset = [m.password_env or m.address for m in profile.mailboxes if m.secret() is None]
+    if unset:
+        raise SandboxError(f"set the test mailboxes' passwords first: {', '.join(unset)}")
+    for m in profile.mailboxes:
+        users[m.address] = (m.secret(), 0)
+    full = profile.capability("full_mailbox")
+    if full:  # over quota from the first byte (NOT-03); nobody logs into it
+        users[str(full).lower()] = ("full-mailbox-" + os.urandom(6).hex(), 1)
+    try:
+        load_pki(Path(counterpart_pki))  # a complete `pki init` folder, not just an index
+        signer = x509.load_pem_x509_certificate((Path(counterpart_pki) / "index/index-signer.pem").read_bytes())
+        kit_index, signed = pec_index.load_index((Path(counterpart_pki) / "index/providers.ldif.p7m").read_bytes(),
+                                                 signer)
+    except (OSError, ValueError, KeyError) as exc:
+        raise SandboxError(f"{counterpart_pki}: not a `pki init` folder ({exc})") from None
+    if signed is None or not signed.signer_trusted:
+        raise SandboxError(f"{counterpart_pki}: the index signature does not verify with its index-signer.pem")
+    layout = write_pki_directory(directory / "pki", [ProviderSpec(profile.name, tuple(profile.domains),
+                                                                  profile.receipt_mailbox)])
+    tls_key, tls_cert = issue_tls_server_certificate(layout.ca, ("localhost", _loopback(profile.access[0])))
+    (directory / "pki" / "tls").mkdir(parents=True, exist_ok=True)
+    (directory / "pki" / "tls" / "key.pem").write_bytes(private_key_pem(tls_key))
+    (directory / "pki" / "tls" / "cert.pem").write_bytes(tls_cert.public_bytes(serialization.Encoding.PEM))
+    # The local copy of the directory, signed by this provider's own index signer so it reloads it like any index.
+    records = list(layout.index.records) + [r for r in kit_index.records if r.provider_name != profile.name]
+    ldif = pec_index.write_ldif(records)
+    (directory / "index").mkdir(exist_ok=True)
+    (directory / "index" / "providers.ldif").write_bytes(ldif)
+    (directory / "index" / "providers.ldif.p7m").write_bytes(
+        pec_index.sign_index(ldif, layout.index_signer_key, layout.index_signer_certificate))
+    files = layout.provider_files[0]
+    kit_dir = Path(counterpart_pki).resolve()
+
+    def rel(path: Path) -> str:
+        return _toml_str(os.path.relpath(Path(path).resolve(), directory.resolve()))
+
+    timers = dict(profile.timers)
+    if timers and max(timers.values()) < 600:  # scaled timers: a scheduler that keeps up with them
+        timers |= {"scheduler_interval": 0.1, "retry_interval": 0.3}
+    if "timeout" in timers:
+        timers["give_up_after"] = timers["timeout"]
+    caps = profile.capabilities
+    cp_host, cp_port = profile.counterpart_listen
+    od_host, od_port = profile.ordinary_listen
+    lines = [
+        "# The provider under test of the local sandbox, written by `reference init --for` from a target profile.",
+        "[provider]", f"name = {_toml_str(profile.name)}", f"domains = {json.dumps(profile.domains)}",
+        f"data_dir = {_toml_str(files.slug + '-data')}", f"service_address = {_toml_str(profile.service_address)}",
+        f"receipt_mailbox = {_toml_str(profile.receipt_mailbox)}", "",
+        "[signing]", f"key = {rel(files.key)}", f"certificate = {rel(files.certificate)}", "",
+        "[tls]", 'key = "pki/tls/key.pem"', 'certificate = "pki/tls/cert.pem"', "",
+        "# The counterpart's CA and CRL beside this provider's own; its records in the local directory copy.",
+        "[trust]", f"ca = [\"pki/ca/ca.pem\", {rel(kit_dir / 'ca/ca.pem')}]",
+        f"crl = [\"pki/ca/crl.pem\", {rel(kit_dir / 'ca/crl.pem')}]",
+        'index = "index/providers.ldif.p7m"', 'index_signer = "pki/index/index-signer.pem"',
+        *([f"index_refresh = {caps['index_refresh']}"] if "index_refresh" in caps else []), "",
+        "[listen]", f'access = "{profile.access[0]}:{profile.access[1]}"',
+        f'incoming = "{profile.incoming[0]}:{profile.incoming[1]}"', "",
+        "[users]",
+        *[f"{_toml_str(a)} = {{ password = {_toml_str(p)}, quota = {q} }}" for a, (p, q) in users.items()], "",
+        "# No DNS: the counterpart's domain and everything else (the ordinary domain) go to the suite.",
+        "[routes]", f"{_toml_str(profile.counterpart_domain)} = \"{_loopback(cp_host)}:{cp_port}\"",
+        f"\"*\" = \"{_loopback(od_host)}:{od_port}\"", "",
+        "[timers]", *[f"{k} = {v}" for k, v in timers.items()], "",
+        "[limits]", *[f"{k} = {int(caps[k])}" for k in ("max_recipients", "max_total_size", "max_message_size")
+                      if k in caps], "",
+        "[policy]", f"ordinary_mail = {_toml_str(str(caps.get('ordinary_mail', 'anomaly')))}", "faults = []", "",
+    ]
+    path = directory / f"{files.slug}.toml"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def sandbox_mismatches(profile, directory: Path, config: Path) -> list[str]:
+    """Where the profile's files do not name what the sandbox wrote: `field = "path"` lines to put in it."""
+    directory = Path(directory).resolve()
+    slug = config.stem
+    wanted = {"trust.ca": (profile.ca_file, directory / "pki/ca/ca.pem"),
+              "trust.certificate": (profile.signing_certificate, directory / f"pki/providers/{slug}/cert.pem"),
+              "trust.index": (profile.published_index, directory / "pki/index/providers.ldif.p7m"),
+              "trust.index_signer": (profile.published_index_signer, directory / "pki/index/index-signer.pem")}
+    out = [f"{k} = \"{want}\"" for k, (have, want) in wanted.items() if have is None or Path(have).resolve() != want]
+    for m in profile.mailboxes:
+        want = directory / f"{slug}-data" / "maildir" / m.address
+        if m.url.startswith("maildir://") and Path(m.url.removeprefix("maildir://")).resolve() != want:
+            out.append(f"mailboxes[{m.address}].url = \"maildir://{want}\"")
+    return out
