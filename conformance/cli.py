@@ -755,5 +755,11 @@ def sample(directory: Path, digest: str, force: bool):
                f"--ca {directory}/ca.pem --crl {directory}/crl.pem --original {directory}/original/carried.eml")
 
 
+from .load.cli import load_command, probe_command  # noqa: E402  (the load package's own commands)
+
+main.add_command(load_command)
+main.add_command(probe_command)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
