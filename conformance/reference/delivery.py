@@ -120,7 +120,8 @@ class DeliveryPoint:
                 return DeliveryOutcome(recipient, False, None, None)
             return self._non_delivery(t, recipient, instant, CODE_UNKNOWN_MAILBOX, "indirizzo non valido")
         try:
-            p.maildirs.deliver(recipient, msg.raw)
+            if not p.faults.on("dlv-consegna-not-stored"):
+                p.maildirs.deliver(recipient, msg.raw)
         except MailboxFull:
             return self._non_delivery(t, recipient, instant, CODE_MAILBOX_FULL, "casella piena", errore="altro")
         if p.faults.on("dlv-no-consegna") or p.faults.one_in("dlv-lose-one-in-ten", 10):

@@ -308,6 +308,11 @@ FAULTS: tuple[Fault, ...] = (
           "a deferred envelope is retried past the idle limit, at the plain retry interval, forever"),
     Fault("trk-late-consegna-dropped", "tracking", ("TMO-08",), "FAIL",
           "a consegna arriving after the 24 h notice is thrown away instead of delivered to the sender"),
+    Fault("dlv-consegna-not-stored", "delivery", ("CON-02",), "FAIL",
+          "the delivery receipt is issued but the envelope is never stored in the mailbox"),
+    Fault("dlv-variant-mislabelled", "delivery", ("CON-17",), "FAIL",
+          "a concise receipt's daticert names ricevuta tipo=completa whatever was asked",
+          (Kind.CONSEGNA_SINTETICA,), daticert=lambda d: replace(d, ricevuta="completa")),
 )
 
 CATALOGUE: dict[str, Fault] = {f.name: f for f in FAULTS}

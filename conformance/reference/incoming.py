@@ -29,6 +29,9 @@ _NOTICE_KINDS = {
 }
 
 
+_CONSEGNE = (Kind.CONSEGNA_COMPLETA, Kind.CONSEGNA_BREVE, Kind.CONSEGNA_SINTETICA)
+
+
 class Refused(Exception):
     """The message is refused at SMTP level (code and text)."""
 
@@ -121,6 +124,9 @@ class IncomingPoint:
                 out.quarantine.append(("virus in una ricevuta (VIR-15)", raw))
                 out.events.append(("quarantined", msg.kind, users))
                 return out
+            if p.faults.on("trk-late-consegna-dropped") and msg.daticert and msg.kind in _CONSEGNE and \
+                    p.store.tracking_rows("t.identificativo = ? AND t.timeout = 'sent'", (msg.daticert.identificativo,)):
+                return out  # the fault: tracking ended with the 24 h notice, the late consegna is thrown away
             for user in users:
                 if p.delivery.deliver_unchanged(user, raw):
                     out.delivered.append((user, raw))

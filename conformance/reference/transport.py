@@ -131,8 +131,11 @@ class Transport:
                                         "message_id": item.message_id, "recipients": item.rcpts,
                                         "detail": "; ".join(permanent) or None})
             return
-        give_up = time.time() - item.created > p.config.timers.give_up_after
         delay = min(p.config.timers.retry_interval * (2 ** min(item.attempts, 6)), 3600)
+        # Give up when the next attempt would fall past the idle limit: no retry after it (TMO-01).
+        give_up = time.time() + delay - item.created > p.config.timers.give_up_after
+        if p.faults.on("trk-retry-forever"):
+            give_up, delay = False, p.config.timers.retry_interval
         p.store.mark_retry(item.id, "; ".join(failures), time.time() + delay, give_up)
 
     def _smtp(self, domain: str, mail_from: str, rcpts: list[str], data: bytes) -> list[str]:

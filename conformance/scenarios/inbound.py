@@ -3,10 +3,12 @@ the target's delivery point answers (CON-10, CON-14..16, CON-18, CON-21, NOT-03,
 
 from __future__ import annotations
 
+import time
+
 from ..checks.findings import ValidationContext
 from ..checks.validator import check
 from ..counterpart import forge
-from ..engine.core import ScenarioContext, scenario
+from ..engine.core import Blocked, ScenarioContext, scenario
 from ..pec import cms
 from ..pec.constants import Kind
 from ..pec.mime import attachment_part, b64_body, entity, multipart, text_part
@@ -236,3 +238,45 @@ def cc_recipient(ctx: ScenarioContext) -> None:
                 actual=", ".join(f"{k} for {v}" for k, v in names.items()) or "none")
     if complete:
         _judge_with_original(ctx, complete[0], env, Kind.CONSEGNA_COMPLETA)
+
+
+@scenario("inbound.receipt-variants", "Brief and concise receipts the target makes",
+          "A counterpart user sends a target user (To) and another (Cc) two envelopes, one asking for brief "
+          "receipts, one for concise ones: for the first the target returns a brief receipt for the To recipient "
+          "and a concise one for the Cc recipient, for the second concise receipts for both, each declaring "
+          "the variant asked for.", ["CON-11", "CON-17", "MUL-05", "CON-09"])
+def receipt_variants(ctx: ScenarioContext) -> None:
+    to, cc = ctx.user(0), ctx.user(1)
+    asked = {}
+    for tipo in ("breve", "sintetica"):
+        original = ctx.original(to, cc=cc, sender=ctx.peer(0), tipo=tipo, subject=f"ricevuta {tipo}")
+        env = _send_envelope(ctx, original, [to, cc])
+        if "RIC-09" in {r for f in ctx.findings if str(f.verdict) == "FAIL" for r in f.requirements}:
+            raise Blocked(None, "the target refused a correct envelope")
+        asked[parse_message(env).daticert.identificativo] = tipo
+    kinds = (Kind.CONSEGNA_COMPLETA, Kind.CONSEGNA_BREVE, Kind.CONSEGNA_SINTETICA)
+    end = ctx.deadline(20)
+    while sum(len(ctx.counterpart_got(k)) for k in kinds) < 4 and time.monotonic() < end:
+        ctx.pause(0.1)
+    caps = [c for k in kinds for c in ctx.wait_counterpart(k, count=0, within=0)]
+    if not caps:
+        raise Blocked(None, "the target returned no delivery receipt for either envelope")
+    for ident, tipo in asked.items():
+        mine = {(c.message.daticert.consegna or "").lower(): c for c in caps
+                if c.message.daticert and c.message.daticert.identificativo == ident}
+        for rcpt in (to, cc):
+            want = Kind.CONSEGNA_BREVE if tipo == "breve" and rcpt == to else Kind.CONSEGNA_SINTETICA
+            if tipo == "breve":
+                reqs = ("CON-11", "MUL-05") if rcpt == to else ("CON-11", "CON-09", "MUL-05")
+            else:
+                reqs = ("CON-17", "MUL-05")
+            cap = mine.get(rcpt)
+            ctx.verdict(reqs, cap is not None and cap.message.kind is want,
+                        f"{tipo} asked: {rcpt} ({'To' if rcpt == to else 'Cc'}) gets a {want}", expected=str(want),
+                        actual=str(cap.message.kind) if cap else "no receipt",
+                        evidence=cap.evidence if cap else None)
+            d = cap.message.daticert if cap is not None else None
+            if d is not None and (rcpt == to or tipo == "sintetica"):  # Cc of a breve request: either (D5)
+                ctx.verdict(reqs[:1], d.ricevuta in (None, tipo), f"{rcpt}'s receipt declares the variant asked",
+                            expected=f"ricevuta tipo={tipo}", actual=f"ricevuta tipo={d.ricevuta}",
+                            evidence=cap.evidence)

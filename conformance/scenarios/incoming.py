@@ -168,6 +168,26 @@ def _acknowledged(ctx: ScenarioContext, transaction, recipients: list[str], deli
     return consegne
 
 
+def _stored_first(ctx: ScenarioContext, index: int, consegne) -> None:
+    """CON-02: a consegna only once the envelope is in the mailbox. The envelope is looked for before the
+    receipts, so its first sighting is at most a poll late; a second of grace covers a mailbox server
+    that indexes a little after storing."""
+    if not consegne:
+        ctx.blocked("CON-02", "no delivery receipt was issued: nothing to order against the storing")
+        return
+    stored = [c for c in ctx.mailbox(index, [Kind.BUSTA_TRASPORTO])]
+    offset = time.time() - time.monotonic()
+    issued = min((rec.at for rec, _ in consegne if rec is not None), default=None)
+    if not stored:
+        ctx.verdict("CON-02", False, "a delivery receipt for an envelope that is not in the mailbox",
+                    expected="the envelope stored, then the consegna", actual="consegna issued, envelope not stored")
+        return
+    lag = stored[0].at + offset - issued if issued is not None else 0.0
+    ctx.verdict("CON-02", lag <= ctx.seconds(1.0) + 0.3, "the consegna is issued once the envelope is stored",
+                expected="envelope in the mailbox no later than the consegna",
+                actual=f"envelope seen {lag:+.2f} s after the consegna reached the counterpart")
+
+
 # ------------------------------------------------------------------------------------------------
 # Scenarios
 
@@ -177,7 +197,7 @@ def _acknowledged(ctx: ScenarioContext, transaction, recipients: list[str], deli
           "target delivers it unchanged, sends one presa in carico to the counterpart's mailReceipt listing the "
           "recipient, and one complete consegna to the original sender, not to the Reply-To.",
           ["RIC-09", "RIC-10", "RIC-11", "RIC-12", "IDX-11", "MUL-03", "CON-04", "CON-05", "CON-06", "CON-07",
-           "CON-08", "GEN-01", "TIM-02"])
+           "CON-08", "GEN-01", "TIM-02", "CON-02", "CON-01"])
 def valid_envelope(ctx: ScenarioContext) -> None:
     rcpt = ctx.user(0)
     original = ctx.original(rcpt, sender=ctx.peer(0), extra=[("Reply-To", ctx.peer(1))])
@@ -186,7 +206,8 @@ def valid_envelope(ctx: ScenarioContext) -> None:
     ctx.verdict("RIC-09", 200 <= code < 300, "the incoming point accepts a correct envelope",
                 expected="250", actual=str(code))
     delivered = _delivered_unchanged(ctx, 0, raw)
-    found = _acknowledged(ctx, t, [rcpt], delivered)
+    found = _acknowledged(ctx, t, [rcpt], delivered, consegna_reqs=("RIC-09", "CON-01"))
+    _stored_first(ctx, 0, found)
     if found:
         kind = found[0][1].message.kind
         ctx.verdict(("CON-08", "CON-07"), kind is Kind.CONSEGNA_COMPLETA,
@@ -213,7 +234,7 @@ def two_recipients(ctx: ScenarioContext) -> None:
 @scenario("incoming.notice-delivered-unchanged", "A correct notice is delivered as it is",
           "A target user writes to a counterpart user; the counterpart sends the user a correct delivery receipt "
           "for that message: it reaches the user byte for byte, and nothing is sent back for it.",
-          ["RIC-13", "CON-03", "CON-04"])
+          ["RIC-13", "CON-03", "CON-04", "CON-01"])
 def notice_unchanged(ctx: ScenarioContext) -> None:
     out = ctx.submit(ctx.original(ctx.peer(0), tipo="sintetica"), [ctx.peer(0)])
     ctx.verdict("RIC-13", out.accepted, "the user's message is accepted", actual=f"{out.code} {out.text}")
@@ -227,6 +248,9 @@ def notice_unchanged(ctx: ScenarioContext) -> None:
     code = ctx.inject(notice, [ctx.user(0)], mail_from=ctx.world.counterpart_credentials.service_address,
                       label="consegna")
     ctx.verdict("RIC-13", 200 <= code < 300, "the incoming point accepts a correct notice", actual=str(code))
+    if not 200 <= code < 300:
+        ctx.blocked(("CON-03", "CON-04", "CON-01"), f"the target refused the notice (SMTP {code})")
+        return
     got = ctx.wait_mailbox(0, Kind.CONSEGNA_SINTETICA, where=lambda c: c.message.header("message-id") == mine)
     ctx.verdict("RIC-13", len(got) == 1, "the notice reaches the user", expected=mine, actual=str(len(got)))
     if got:
@@ -235,7 +259,7 @@ def notice_unchanged(ctx: ScenarioContext) -> None:
     wrapped = ctx.mailbox(0, [Kind.BUSTA_ANOMALIA])
     ctx.verdict("RIC-13", not wrapped, "a correct notice is not wrapped in an anomaly envelope",
                 actual=f"{len(wrapped)} anomaly envelope(s)")
-    nothing_back(ctx, ("CON-03", "RIC-13"), "no receipt or other notice comes back for a notice")
+    nothing_back(ctx, ("CON-03", "RIC-13", "CON-01"), "no receipt or other notice comes back for a notice")
 
 
 @scenario("incoming.presa-never-to-user", "Presa in carico never reaches a user",

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 from ..counterpart import forge
-from ..engine.core import Captured, HarnessError, ScenarioContext, scenario
+from ..engine.core import Blocked, Captured, HarnessError, ScenarioContext, scenario
 from ..pec.constants import Kind
 
 TOLERANCE = 0.5
@@ -159,12 +159,20 @@ def _answer(ctx: ScenarioContext, run: _Run, rcpt: str, *, presa: bool, consegna
         code = ctx.inject(forge.presa_in_carico(creds, env, box, [rcpt]), [box], mail_from=cp.service_address,
                           label="presa-in-carico")
         if not 200 <= code < 300:
-            raise HarnessError(f"the target refused the counterpart's presa in carico: {code}")
+            _refused_notice(ctx, "presa in carico", code)
     if consegna:
         code = ctx.inject(forge.consegna(creds, env, rcpt), [env.daticert.mittente], mail_from=cp.service_address,
                           label="consegna")
         if not 200 <= code < 300:
-            raise HarnessError(f"the target refused the counterpart's consegna: {code}")
+            _refused_notice(ctx, "consegna", code)
+
+
+def _refused_notice(ctx: ScenarioContext, what: str, code: int) -> None:
+    """The target's incoming point refused a correct notice of the counterpart: its failure, and what was to
+    follow from the notice cannot be seen."""
+    ctx.verdict("RIC-13", False, f"the incoming point accepts the counterpart's correct {what}", expected="250",
+                actual=str(code))
+    raise Blocked(None, f"the target refused the counterpart's {what} (SMTP {code})")
 
 
 @scenario("timeouts.silent", "No answer at all: the 12 h and the 24 h notices",
@@ -181,6 +189,14 @@ def silent(ctx: ScenarioContext) -> None:
     caps = _watch(ctx, run, run.timeout)
     _both_notices(ctx, run, caps, rcpt)
     _addressed(ctx, caps, [rcpt])
+    if not _of(caps, Kind.MANCATA_CONSEGNA_24H, rcpt) or run.envelope is None:
+        ctx.blocked("TMO-08", "no 24 h notice: no late consegna to send after it")
+        return
+    # The tracking has ended; a consegna that comes now is still a valid notice for the sender.
+    _answer(ctx, run, rcpt, presa=False, consegna=True)
+    late = ctx.wait_mailbox(0, Kind.CONSEGNA_SINTETICA, within=10)
+    ctx.verdict("TMO-08", len(late) == 1, "a consegna after the 24 h notice is delivered to the sender",
+                expected="1 consegna", actual=str(len(late)))
 
 
 @scenario("timeouts.presa-only", "Presa in carico, no consegna: only the 24 h notice",
@@ -196,8 +212,10 @@ def presa_only(ctx: ScenarioContext) -> None:
     caps = _watch(ctx, run, run.timeout)
     ident = run.envelope.message.daticert.identificativo if run.envelope.message.daticert else None
     sent = ctx.world.counterpart.sent_matching(lambda s: s.kind == str(Kind.PRESA_IN_CARICO) and s.related == ident)
-    if not sent or not sent[0].outcome.ok:
-        raise HarnessError("the counterpart's presa in carico did not reach the target")
+    if not sent:
+        raise HarnessError("the counterpart sent no presa in carico")
+    if not sent[0].outcome.ok:
+        _refused_notice(ctx, "presa in carico", sent[0].outcome.code)
     presa = sent[0].at - (time.time() - time.monotonic()) - run.early  # when it was through, after dispatch
     n12, n24 = _of(caps, Kind.PREAVVISO_12H, rcpt), _of(caps, Kind.MANCATA_CONSEGNA_24H, rcpt)
     if presa <= run.preavviso - run.tol:
@@ -236,7 +254,7 @@ def two_recipients(ctx: ScenarioContext) -> None:
     wrong = _of(caps, Kind.PREAVVISO_12H, answered) + _of(caps, Kind.MANCATA_CONSEGNA_24H, answered)
     ctx.verdict(("MUL-10", "TMO-07"), not wrong, f"no timeout notice for {answered}, answered in time",
                 decision="D26", expected="none", actual=f"{len(wrong)} notice(s)")
-    _both_notices(ctx, run, caps, silent_one, reqs=("MUL-10",))
+    _both_notices(ctx, run, caps, silent_one, reqs=("MUL-10", "TMO-06"))
     _addressed(ctx, caps, [answered, silent_one])
 
 

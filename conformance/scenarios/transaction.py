@@ -10,13 +10,14 @@ from email.utils import parsedate_to_datetime
 from ..engine.core import ScenarioContext, scenario
 from ..pec.constants import Kind
 from ..pec.mime import CRLF
+from .incoming import strip_trace
 
 
 @scenario("transaction.complete", "A complete transaction, end to end",
           "A user sends to a counterpart mailbox; acceptance, envelope, presa in carico and delivery receipt "
           "follow in order, all naming the same PEC identifier, dated on an accurate clock; the receipt reaches "
           "the user exactly as the counterpart sent it.",
-          ["GEN-13", "GEN-14", "FMT-12", "TIM-01", "TIM-06", "RIC-01", "CON-22", "SEC-08", "CON-01", "SEC-05"])
+          ["GEN-13", "GEN-14", "FMT-12", "TIM-01", "TIM-06", "RIC-01", "CON-22", "SEC-08", "SEC-05"])
 def complete(ctx: ScenarioContext) -> None:
     before = time.time()
     out = ctx.submit(ctx.original(ctx.peer(0), tipo="sintetica"), [ctx.peer(0)])
@@ -24,17 +25,30 @@ def complete(ctx: ScenarioContext) -> None:
     receipts = ctx.wait_mailbox(0, Kind.ACCETTAZIONE)
     envelopes = ctx.wait_counterpart(Kind.BUSTA_TRASPORTO)
     delivered = ctx.wait_mailbox(0, Kind.CONSEGNA_SINTETICA)
-    ctx.verdict(("GEN-13", "RIC-01"), out.accepted and receipts and envelopes and delivered,
-                "acceptance, envelope over SMTP, then the delivery receipt", expected="all three",
-                actual=f"{len(receipts)} accettazione, {len(envelopes)} envelope, {len(delivered)} consegna")
+    ctx.info("GEN-13", "acceptance, envelope over SMTP, then the delivery receipt",
+             actual=f"SMTP {out.code}; {len(receipts)} accettazione, {len(envelopes)} envelope, "
+                    f"{len(delivered)} consegna")
+    if not out.accepted:
+        ctx.blocked(("GEN-14", "FMT-12", "TIM-01", "TIM-06", "RIC-01", "CON-22", "SEC-08", "SEC-05"),
+                    f"the submission was not accepted ({out.code} {out.text[:80]})")
+        return
+    if not envelopes:
+        ctx.verdict("ACC-17", False, "an accepted message produces a transport envelope", expected="1 envelope",
+                    actual="none reached the counterpart")
     if not (receipts and envelopes and delivered):
+        ctx.blocked(("GEN-14", "FMT-12", "TIM-01", "TIM-06", "RIC-01", "CON-22", "SEC-08", "SEC-05"),
+                    f"the transaction did not complete: {len(receipts)} accettazione, {len(envelopes)} envelope, "
+                    f"{len(delivered)} consegna")
         return
     acc, env, cons = receipts[0].message, envelopes[0].message, delivered[0].message
     traces = env.header_all("received")
     foreign = [t for t in traces if not any(d in t.lower() for d in ctx.world.profile.domains)
                and "127.0.0.1" not in t and "localhost" not in t.lower()]
-    ctx.verdict("SEC-05", not foreign, "the envelope's trace shows only the target's own hosts",
-                expected="no foreign relay", actual=f"{len(traces)} Received field(s), {len(foreign)} foreign")
+    if traces:
+        ctx.verdict("SEC-05", not foreign, "the envelope's trace shows only the target's own hosts",
+                    expected="no foreign relay", actual=f"{len(traces)} Received field(s), {len(foreign)} foreign")
+    else:
+        ctx.info("SEC-05", "not applicable: the envelope carries no Received field, no path to judge")
     ids = {m.daticert.identificativo for m in (acc, env, cons) if m.daticert}
     ctx.verdict("FMT-12", len(ids) == 1 and env.header("message-id").strip("<>") in ids,
                 "one PEC identifier across the transaction, the envelope's Message-ID", actual=", ".join(sorted(ids)))
@@ -51,10 +65,17 @@ def complete(ctx: ScenarioContext) -> None:
                 "sent at acceptance, received when stored: acceptance before delivery",
                 actual=f"{acc.header('date')} / {cons.header('date')}")
     sent = [s for s in ctx.world.counterpart.sent if ctx.token.encode() in s.raw and "consegna" in s.kind]
-    ctx.verdict(("CON-22", "SEC-08", "CON-01"), bool(sent) and sent[0].raw.rstrip(CRLF) == delivered[0].raw.rstrip(CRLF),
-                "the receipt travelled by SMTP and reached the user unchanged (no re-encoding)",
-                expected="byte-identical", actual="identical" if sent and sent[0].raw.rstrip(CRLF)
-                == delivered[0].raw.rstrip(CRLF) else "different or missing")
+    if not sent or not sent[0].outcome.ok:
+        ctx.blocked(("CON-22", "SEC-08", "RIC-01"), "the counterpart's consegna did not get through to the target")
+        return
+    same = strip_trace(sent[0].raw) == strip_trace(delivered[0].raw)
+    # The envelope came to the counterpart by SMTP; the receipt the user holds is the one the counterpart's
+    # SMTP transaction carried, not one made up on the target's side.
+    ctx.verdict(("RIC-01", "SEC-08"), same, "envelope and receipt travel between providers by SMTP, the receipt "
+                "reaching the user as the counterpart's SMTP transaction carried it (no re-encoding)",
+                expected="byte-identical bar trace fields", actual="identical" if same else "different")
+    ctx.info("CON-22", f"the receipt travelled by SMTP to the target's incoming point and reached the user "
+                       f"{'unchanged' if same else 'changed'}")
 
 
 @scenario("transaction.peer-defers", "The recipient's provider keeps deferring",
@@ -64,18 +85,33 @@ def defers(ctx: ScenarioContext) -> None:
     rcpt = f"rinvio.{ctx.token}@{ctx.peer(0).rpartition('@')[2]}"
     ctx.world.counterpart.set_behaviour("defer", recipients=[rcpt])
     start = time.monotonic()
-    ctx.submit(ctx.original(rcpt), [rcpt])
+    out = ctx.submit(ctx.original(rcpt), [rcpt])
+    if not out.accepted:
+        ctx.blocked(("TMO-01", "TMO-03"), f"the submission was not accepted ({out.code} {out.text[:80]})")
+        return
     timeout = ctx.timer("timeout", 6.0)
     finals = ctx.wait_mailbox(0, Kind.MANCATA_CONSEGNA_24H, within=timeout + 4)
-    attempts = [t for t, a in list(ctx.world.counterpart.deferred) if a == rcpt]
+
+    def attempts() -> list[float]:
+        return sorted(t for t, a in list(ctx.world.counterpart.deferred) if a == rcpt)
+
+    seen = attempts()
     ctx.verdict(("TMO-01", "TMO-03"), len(finals) == 1, "the 24 h notice tells the user", actual=str(len(finals)))
-    ctx.verdict("TMO-01", len(attempts) >= 2, "the target retries a deferred delivery",
-                actual=f"{len(attempts)} attempt(s)")
-    time.sleep(ctx.seconds(1.5))
-    late = [t for t, a in list(ctx.world.counterpart.deferred) if a == rcpt and t > start + ctx.seconds(timeout) + 1.5]
-    ctx.verdict("TMO-01", not late, "no retry after the idle limit", expected=f"none after {timeout:.0f} s",
-                actual=f"{len(late)} late attempt(s)")
-    ctx.verdict("TMO-11", True, "timers measured from the acceptance (dispatch) time", soft=False)
+    if len(seen) < 2:
+        ctx.blocked("TMO-01", f"the target tried {len(seen)} time(s): no retrying to see stop")
+    else:
+        # Retrying stops: watch past the idle limit for longer than the target's own last retry gap (a
+        # target that kept its cadence would have tried again by then).
+        limit = start + ctx.seconds(timeout)
+        gap = seen[-1] - seen[-2]
+        watch_until = max(limit, time.monotonic()) + max(ctx.seconds(1.5), 1.5 * gap)
+        ctx.pause(max(0.0, watch_until - time.monotonic()))
+        late = [t for t in attempts() if t > limit + ctx.seconds(0.5)]
+        ctx.verdict("TMO-01", not late, "retrying stops at the idle limit",
+                    expected=f"no attempt after {timeout:g} s", actual=f"{len(attempts())} attempt(s), "
+                    f"{len(late)} after the limit (watched {watch_until - limit:.1f} s past it, last gap {gap:.1f} s)")
+    ctx.info("TMO-11", "timers measured from the acceptance (dispatch) time: "
+             f"{len(finals)} 24 h notice(s) within {timeout + 4:g} s of the submission")
 
 
 @scenario("transaction.late-presa", "Presa in carico after 12 hours, no consegna",
@@ -138,5 +174,5 @@ def rejected_then_quiet(ctx: ScenarioContext) -> None:
                 actual=str(len(rejected)))
     later = ctx.quiet_mailbox(0, Kind.MANCATA_CONSEGNA_24H, during=ctx.timer("timeout", 6.0) + 1.0)
     later += ctx.mailbox(0, [Kind.PREAVVISO_12H])
-    ctx.verdict("TMO-12", True, f"timers after a non-delivery: {len(later)} timeout notice(s); both readings pass",
-                decision="D25", actual=f"{len(later)} notice(s)")
+    ctx.info("TMO-12", f"timers after a non-delivery: {len(later)} timeout notice(s); both readings conform",
+             decision="D25", actual=f"{len(later)} notice(s)")
