@@ -13,22 +13,17 @@ import click
 from .report import ThresholdError, parse_duration, parse_loss
 
 
-def _duration(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ThresholdError as exc:
-        raise click.BadParameter(str(exc)) from None
+def _parsed(parse):
+    """A click callback turning an option's text into a value with `parse` (None stays None)."""
+    def callback(ctx, param, value):
+        try:
+            return None if value is None else parse(value)
+        except ThresholdError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return callback
 
 
-def _loss(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        return parse_loss(value)
-    except ThresholdError as exc:
-        raise click.BadParameter(str(exc)) from None
+_duration, _loss = _parsed(parse_duration), _parsed(parse_loss)
 
 
 def _weights(ctx, param, value: str) -> dict[str, float]:
