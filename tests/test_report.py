@@ -391,7 +391,7 @@ def test_diff_ignores_volatile_fields():
     d = diff_reports(old, new)
     assert is_empty(d), d
     assert diff_exit_code(d) == 0
-    assert "No verdict changed" in format_diff(d)
+    assert format_diff(d).splitlines()[-1].startswith("No change")
     assert d["context"]["old"]["run"] != d["context"]["new"]["run"]
 
 
@@ -446,6 +446,62 @@ def test_diff_lists_new_and_removed_scenarios_checks_and_requirements():
     assert d["regressions"] == [] and d["fixes"] == [] and d["changed"] == []
     text = format_diff(d)
     assert "New (only in the new report): 2" in text and "Removed (only in the old report): 2" in text
+
+
+def test_diff_ignores_volatile_values_inside_messages():
+    old = sample_report()
+    new = copy.deepcopy(old)
+    for i, (a, b) in enumerate(zip(old["scenarios"], new["scenarios"], strict=True)):
+        stamp = [("19/11/2025 10:15:02 (+0100) for <x.1@pec.example.it> from tf9726cc5@pec.example.it",
+                  "20/11/2025 08:00:31 (+0100) for <y.2@pec.example.it> from t0b1c2d3e@pec.example.it"),
+                 ("Date Wed, 19 Nov 2025 10:15:02 +0100 at 127.0.0.1:54741 in 3.25 s, id opec2102.20251119",
+                  "Date Thu, 20 Nov 2025 08:00:31 +0100 at 127.0.0.1:40011 in 0.75 s, id opec9911.20251120")][i % 2]
+        for fa, fb in zip(a["findings"], b["findings"], strict=True):
+            fa["message"] += " " + stamp[0]
+            fb["message"] += " " + stamp[1]
+    d = diff_reports(old, new)
+    assert is_empty(d), d
+    # A rule's value is not volatile: 12 h became 24 h is a change.
+    scenario(new, "acceptance.base")["findings"][0]["message"] = "the 24 h notice"
+    scenario(old, "acceptance.base")["findings"][0]["message"] = "the 12 h notice"
+    assert [i["kind"] for i in diff_reports(old, new)["changed"]] == ["finding"]
+
+
+def test_format_diff_lists_regressions_then_fixes_then_a_capped_list_of_other_changes():
+    old = sample_report()
+    new = copy.deepcopy(old)
+    scenario(new, "acceptance.base")["verdict"] = "FAIL"
+    scenario(old, "delivery.completa")["verdict"] = "FAIL"
+    scenario(new, "delivery.completa")["verdict"] = "PASS"
+    for n in range(40):
+        scenario(new, "acceptance.base")["findings"].append(
+            {**scenario(new, "acceptance.base")["findings"][0], "check": f"extra.check{n:02d}"})
+    d = diff_reports(old, new)
+    text = format_diff(d)
+    lines = text.splitlines()
+    first = {title: next(i for i, line in enumerate(lines) if line.startswith(title))
+             for title in ("Differences:", "Regressions", "Fixes", "New")}
+    assert first["Differences:"] < first["Regressions"] < first["Fixes"] < first["New"]
+    assert "... and 15 more (--json lists them all)" in text
+    assert lines[first["Differences:"]] == "Differences: 1 regressions, 1 fixes, 40 other changes."
+
+
+def test_diff_command_two_clean_runs_no_change_and_json(tmp_path):
+    from click.testing import CliRunner
+
+    from conformance.cli import main
+
+    old, new = sample_report(), _volatile_changes(sample_report())
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    (tmp_path / "new.json").write_text(json.dumps(new))
+    result = CliRunner().invoke(main, ["diff", str(tmp_path / "old.json"), str(tmp_path / "new.json")])
+    assert result.exit_code == 0 and "No change" in result.output
+    scenario(new, "acceptance.base")["verdict"] = "FAIL"
+    (tmp_path / "new.json").write_text(json.dumps(new))
+    result = CliRunner().invoke(main, ["diff", str(tmp_path / "old.json"), str(tmp_path / "new.json"), "--json"])
+    assert result.exit_code == 1
+    data = json.loads(result.output)
+    assert [(i["id"], i["old"], i["new"]) for i in data["regressions"]] == [("acceptance.base", "PASS", "FAIL")]
 
 
 @pytest.mark.parametrize("old, new, expected", [
@@ -516,3 +572,26 @@ def test_report_html_renders_in_headless_chromium(tmp_path):
     print(f"screenshot of report.html: {shot}")
     shutil.rmtree(tmp_path / "profile-dom", ignore_errors=True)
     shutil.rmtree(tmp_path / "profile-shot", ignore_errors=True)
+
+
+# ---- evidence -------------------------------------------------------------------------------------
+
+
+def test_evidence_stores_large_bodies_once_compressed_and_small_ones_as_they_are(tmp_path):
+    import gzip
+    import os
+
+    from conformance.engine.evidence import LARGE_BODY, EvidenceStore
+
+    store = EvidenceStore(tmp_path)
+    small = store.write("acceptance.single", "out", "submission", b"Subject: x\r\n\r\nbody\r\n")
+    assert small == "evidence/acceptance.single/001-out-submission.eml"
+    assert (tmp_path / small).read_bytes() == b"Subject: x\r\n\r\nbody\r\n"
+    big = b"Subject: big\r\n\r\n" + b"QUFB" * (LARGE_BODY // 2)
+    first = store.write("acceptance.oversize", "out", "submission", big)
+    again = store.write("formal.beyond", "out", "submission", big)
+    assert first.endswith("001-out-submission.eml.gz") and again.endswith("001-out-submission.eml.gz")
+    assert gzip.decompress((tmp_path / first).read_bytes()) == big
+    blobs = list((tmp_path / "evidence" / "blobs").iterdir())
+    assert len(blobs) == 1 and blobs[0].stat().st_size < len(big) // 50
+    assert os.path.samefile(tmp_path / first, blobs[0]) and os.path.samefile(tmp_path / again, blobs[0])

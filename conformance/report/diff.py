@@ -3,7 +3,9 @@
 Only verdicts are compared, never volatile fields: run IDs, timestamps, durations, Message-IDs,
 evidence paths, events and a finding's ``expected``/``actual``/``decision`` texts (which quote
 Message-IDs and times) are ignored. A finding is known by (scenario, check, requirements) and
-compared by its verdict and message.
+compared by its verdict and its message with every volatile value in it (dates, times, identifiers,
+generated addresses and tokens, ports, durations) replaced by a placeholder (``stable_text``): two
+clean runs of the same suite against the same target give no difference at all.
 
 Three levels are compared, each item with the same shape
 ``{"kind": "scenario"|"requirement"|"finding", "id": str, "old": verdict|None, "new": verdict|None,
@@ -27,6 +29,7 @@ When a verdict changes:
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Set
 from typing import Any
@@ -39,6 +42,30 @@ KINDS: tuple[str, ...] = ("scenario", "requirement", "finding")
 #: Rank of the verdicts that judge something (see the module docstring); SKIP, REVIEW and BLOCKED
 #: have none (a PASS that became BLOCKED is coverage lost: ``changed``, never a fix).
 _RANK: dict[str, int] = {"PASS": 0, "INFO": 0, "XFAIL": 1, "WARN": 2, "FAIL": 3, "ERROR": 3, "XPASS": 3}
+
+
+#: Volatile values inside a finding's message, most specific first, each with its placeholder.
+_VOLATILE: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p, re.I), r) for p, r in (
+    (r"<[^<>\s]+@[^<>\s]+>", "<id>"),  # Message-IDs
+    (r"\b(mon|tue|wed|thu|fri|sat|sun), +\d{1,2} [a-z]{3} \d{4} \d{1,2}:\d{2}(:\d{2})?( *[+-]\d{4})?", "<date>"),
+    (r"\b\d{4}-\d{2}-\d{2}([t ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(z|[+-]\d{2}:?\d{2})?)?\b", "<date>"),
+    (r"\b\d{1,2}/\d{1,2}/\d{4}\b", "<date>"),
+    (r"\b\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\b", "<time>"),
+    (r"\b\d{1,3}(\.\d{1,3}){3}(:\d+)?\b", "<address>"),  # IP and port of a loopback listener
+    (r"[\w.+-]*(\d[\w.+-]*[a-f]|[a-f][\w.+-]*\d)[\w.+-]*@[\w.-]+", "<mailbox>"),  # generated addresses
+    (r"\b[\w-]+(\.[\w-]+)*\.\d{6,}(\.[\w-]+)*", "<token>"),  # identificativi with a timestamp part
+    (r"\b[a-z]{0,4}[0-9a-f]{8,}(\.[0-9a-z]+)*\b", "<token>"),  # tokens, hashes
+    (r"\b\d{6,}\b", "<n>"),  # timestamps and serials as digit runs
+    (r"\b\d+\.\d+ ?(ms|s|sec|seconds|min|minutes|h)\b", "<duration>"),  # measured (12 h is a rule, 3.2 s a time)
+))
+
+
+def stable_text(text: str) -> str:
+    """``text`` on one line with its volatile values replaced by placeholders (see ``_VOLATILE``)."""
+    text = " ".join(text.split())
+    for pattern, placeholder in _VOLATILE:
+        text = pattern.sub(placeholder, text)
+    return text
 
 
 def classify(old: str, new: str) -> str | None:
@@ -80,7 +107,7 @@ def _finding_groups(report: Mapping[str, Any], scenario_ids: Set[str]) -> dict[s
             continue
         for finding in scenario["findings"]:
             key = f"{scenario['id']}/{finding['check']} [{', '.join(finding['requirements'])}]"
-            groups[key][(finding["verdict"], " ".join(finding["message"].split()))] += 1
+            groups[key][(finding["verdict"], stable_text(finding["message"]))] += 1
     return groups
 
 
@@ -121,6 +148,11 @@ def diff_reports(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict:
              {s["id"]: s["verdict"] for s in new["scenarios"]}, out)
     _compare("requirement", {r["id"]: r["verdict"] for r in old["requirements"]},
              {r["id"]: r["verdict"] for r in new["requirements"]}, out)
+    statements = {r["id"]: r["statement"] for r in [*old["requirements"], *new["requirements"]]}
+    for items in out.values():
+        for item in items:
+            if item["kind"] == "requirement" and item["id"] in statements:
+                item["detail"] = statements[item["id"]]
     _compare_findings(old, new, out)
     for items in out.values():
         items.sort(key=lambda item: (KINDS.index(item["kind"]), item["id"]))
@@ -150,14 +182,27 @@ def diff_exit_code(d: Mapping[str, Any]) -> int:
 _TITLES = {
     "regressions": "Regressions (got worse)",
     "fixes": "Fixes (got better)",
-    "changed": "Changed",
+    "changed": "Changed (same severity, or coverage moved)",
     "new": "New (only in the new report)",
     "removed": "Removed (only in the old report)",
 }
 
+#: Lines shown per category of other changes; `--json` lists everything.
+OTHER_LIMIT = 25
+
+
+def _line(item: Mapping[str, Any], width: int) -> str:
+    verdicts = f"{item['old'] or '-'} -> {item['new'] or '-'}"
+    line = f"  {item['kind']:<11} {item['id']:<{width}}  {verdicts}"
+    if item["detail"]:
+        detail = " ".join(item["detail"].split())
+        line += f"  ({detail[:157] + '...' if len(detail) > 160 else detail})"
+    return line
+
 
 def format_diff(d: Mapping[str, Any]) -> str:
-    """The difference for the console: one section per non-empty category, one line per item."""
+    """The difference for the console: regressions first, then fixes (every item), then the other
+    changes (new, removed, changed; at most ``OTHER_LIMIT`` lines each, ``--json`` has them all)."""
     lines = []
     context = d.get("context")
     if context:
@@ -167,10 +212,12 @@ def format_diff(d: Mapping[str, Any]) -> str:
         lines.append(f"new: run {new['run']} ({new['started']}) target {new['target']}, "
                      f"suite {new['suite_version']}, exit code {new['exit_code']}")
     if is_empty(d):
-        lines.append("No verdict changed (timestamps, durations, run and message IDs ignored).")
+        lines.append("No change: every verdict is the same (times, identifiers, generated addresses, durations "
+                     "and evidence paths are ignored).")
         return "\n".join(lines) + "\n"
-    counts = ", ".join(f"{len(d[c])} {c}" for c in CATEGORIES if d[c])
-    lines.append(f"Differences: {counts}.")
+    other = sum(len(d[c]) for c in ("changed", "new", "removed"))
+    lines.append(f"Differences: {len(d['regressions'])} regressions, {len(d['fixes'])} fixes, "
+                 f"{other} other changes.")
     for category in CATEGORIES:
         items = d[category]
         if not items:
@@ -178,11 +225,8 @@ def format_diff(d: Mapping[str, Any]) -> str:
         lines.append("")
         lines.append(f"{_TITLES[category]}: {len(items)}")
         width = min(max(len(item["id"]) for item in items), 60)
-        for item in items:
-            verdicts = f"{item['old'] or '-'} -> {item['new'] or '-'}"
-            line = f"  {item['kind']:<11} {item['id']:<{width}}  {verdicts}"
-            if item["detail"]:
-                detail = " ".join(item["detail"].split())
-                line += f"  ({detail[:157] + '...' if len(detail) > 160 else detail})"
-            lines.append(line)
+        limit = len(items) if category in ("regressions", "fixes") else OTHER_LIMIT
+        lines += [_line(item, width) for item in items[:limit]]
+        if len(items) > limit:
+            lines.append(f"  ... and {len(items) - limit} more (--json lists them all)")
     return "\n".join(lines) + "\n"
