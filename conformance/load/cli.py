@@ -49,6 +49,10 @@ def _sizes(ctx, param, value: str) -> list[int]:
 
 
 @click.command("load")
+@click.option("--target", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Target profile (TOML); default: the built-in reference provider.")
+@click.option("--counterpart-pki", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="With --target: the counterpart's PKI (from `pki init` or `target init`).")
 @click.option("--users", type=click.IntRange(1), default=10, show_default=True, help="Simulated users.")
 @click.option("--rate", type=click.FloatRange(0), default=0.0, show_default=True,
               help="Messages per second over all users (0: each user sends as fast as the target answers).")
@@ -78,10 +82,11 @@ def _sizes(ctx, param, value: str) -> list[int]:
 @click.option("--max-loss", callback=_loss, help="Exit 1 when more messages are lost (a count, or a share: 0.5%).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Report folder (default reports/load-<UTC>).")
 @click.option("--quiet", is_flag=True)
-def load_command(users, rate, run_time, drain, workers, as_master, expect_workers, master_bind_host, master_port,
+def load_command(target, counterpart_pki, users, rate, run_time, drain, workers, as_master, expect_workers, master_bind_host, master_port,
                  as_worker, master_host, counterparts, local_share, recipients, variants, sizes, faults,
                  validate_every, max_p95_accept, max_p95_delivery, max_loss, out, quiet):
-    """Load the built-in target with PEC traffic from Locust users; a load report and an exit code."""
+    """Load a target (default: the built-in one) with PEC traffic from Locust users; a load report and
+    an exit code."""
     if as_worker:
         if not master_port:
             raise click.UsageError("--worker needs --master-port")
@@ -94,6 +99,8 @@ def load_command(users, rate, run_time, drain, workers, as_master, expect_worker
     unknown = [f for f in faults if f not in CATALOGUE]
     if unknown:
         raise click.UsageError(f"unknown reference fault(s): {', '.join(unknown)}")
+    if target is not None and (faults or counterpart_pki is None):
+        raise click.UsageError("--target needs --counterpart-pki and takes no --reference-fault")
     if not as_master and expect_workers is not None:
         raise click.UsageError("--expect-workers goes with --master")
     if not as_master and workers < 1:
@@ -102,7 +109,8 @@ def load_command(users, rate, run_time, drain, workers, as_master, expect_worker
                        drain=drain, workers=workers, expect_workers=expect_workers if as_master else None,
                        master_bind=master_bind_host, master_port=master_port, counterparts=counterparts,
                        local_share=local_share, recipients=recipients, variants=variants, sizes=sizes,
-                       faults=list(faults), validate_every=validate_every, quiet=quiet,
+                       faults=list(faults), validate_every=validate_every, quiet=quiet, target=target,
+                       counterpart_pki=counterpart_pki,
                        thresholds={"max_p95_accept": max_p95_accept, "max_p95_delivery": max_p95_delivery,
                                    "max_loss": max_loss})
     report = run_load(opts)

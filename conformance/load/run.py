@@ -7,18 +7,23 @@ each process's stop.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..checks.findings import ValidationContext, Verdict
 from ..checks.validator import check
 from ..engine.evidence import EvidenceStore
+from ..engine.profile import ProfileError
+from ..pec.constants import Kind
 from ..pec.pki import load_pki_directory
 from ..reference.provider import free_port
 from . import report as load_report
@@ -50,6 +55,8 @@ class LoadOptions:
     spawn_rate: float | None = None
     thresholds: dict = field(default_factory=dict)
     quiet: bool = False
+    target: Path | None = None  # a target profile; None: the built-in target
+    counterpart_pki: Path | None = None
 
 
 def _say(opts: LoadOptions, text: str) -> None:
@@ -114,8 +121,86 @@ def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
 
 
+@dataclass
+class Target:
+    """What the run needs from a target, whichever it is."""
+
+    description: str
+    plan: dict  # the target's part of the Locust plan: endpoints, users, recipients
+    boxes: list[Box]
+    domains: list[str]
+    validation: ValidationContext
+    client_tls: ssl.SSLContext | None
+    dead: Callable[[], list[str]]
+    # After the drain: envelopes the counterpart received, answers it sent, its errors, sampled envelopes.
+    counterpart: Callable[[], tuple[list[dict], list[dict], list[str], list[tuple[str, str]]]]
+
+
+@contextlib.contextmanager
+def builtin(opts: LoadOptions, work: Path, out: Path) -> Iterator[Target]:
+    """The reference provider and `opts.counterparts` counterpart processes on loopback."""
+    _say(opts, f"starting the built-in target ({opts.counterparts} counterpart processes)")
+    with builtin_stack(work / "stack", out / "evidence", counterparts=opts.counterparts, faults=opts.faults,
+                       sample_every=opts.validate_every) as st:
+        layout = load_pki_directory(st.pki_dir)
+
+        def counterpart():
+            envelopes, answers, errors = read_counterpart_logs(st.counterpart_logs)
+            samples = [(str(Path(e["evidence"]).relative_to(out)), e.get("kind") or "busta-trasporto")
+                       for e in envelopes if e.get("evidence")]
+            return envelopes, answers, errors, samples
+
+        yield Target(
+            description="built-in reference provider (loopback)",
+            plan={"access": list(st.access), "access_tls": "starttls", "ca_pem": st.ca_file.read_text(),
+                  "senders": [list(x) for x in st.users.items()], "local": list(st.users),
+                  "counterpart": [f"utente{k}@{d}" for d in st.counterpart_domains for k in (1, 2, 3)]},
+            boxes=[Box(a, f"maildir://{st.maildir / a}") for a in st.users], domains=st.domains,
+            validation=ValidationContext(index=layout.index, ca_certificates=[layout.ca.certificate],
+                                         crls=[layout.crl]),
+            client_tls=None, dead=st.dead, counterpart=counterpart)
+
+
+@contextlib.contextmanager
+def profile(opts: LoadOptions, evidence: EvidenceStore, profile_path: Path, pki_dir: Path) -> Iterator[Target]:
+    """A deployment a profile describes: the counterpart (one, where the profile routes its domain) runs
+    in this process, as for `pec-conformance run`."""
+    from ..engine.profile import load_profile
+    from ..runner import profile_target
+
+    prof = load_profile(profile_path)
+    with profile_target(prof, evidence.out_dir, 1.0, pki_dir) as world:
+        cp = world.counterpart
+        users = [(m.address, m.secret()) for m in prof.mailboxes]
+        missing = [a for a, secret in users if secret is None]
+        if missing:
+            raise RuntimeError(f"no password for {', '.join(missing)} (set the variables the profile names)")
+
+        def counterpart():
+            envelopes, samples = [], []
+            for i, item in enumerate(cp.matching(lambda r: True)):
+                d = item.message.daticert
+                entry = {"at": item.at, "kind": str(item.message.kind), "msgid": d.msgid if d else None,
+                         "rcpts": item.rcpts, "verified": item.verified}
+                if i % opts.validate_every == 0 and item.message.kind is Kind.BUSTA_TRASPORTO:
+                    samples.append((evidence.write("load", "in", "busta-trasporto", item.raw), "busta-trasporto"))
+                envelopes.append(entry)
+            answers = [{"at": s.at, "kind": s.kind, "related": s.related} for s in cp.sent_matching(lambda s: True)]
+            return envelopes, answers, list(cp.errors), samples
+
+        yield Target(
+            description=f"{prof.name} ({profile_path})",
+            plan={"access": list(prof.access), "access_tls": prof.access_tls,
+                  "ca_pem": prof.ca_file.read_text() if prof.ca_file else None, "senders": [list(u) for u in users],
+                  "local": [a for a, _ in users], "counterpart": list(world.counterpart_users)},
+            boxes=[Box(a, m.url, secret) for (a, secret), m in zip(users, prof.mailboxes, strict=True)],
+            domains=list(prof.domains), validation=world.validation, client_tls=world.client_tls,
+            dead=lambda: [], counterpart=counterpart)
+
+
 def run_load(opts: LoadOptions) -> dict:
-    """Run the load against the built-in target; return the report (also written to `opts.out`)."""
+    """Run the load (against the profile's target, else the built-in one); return the report, also
+    written to `opts.out`."""
     out = opts.out
     out.mkdir(parents=True, exist_ok=True)
     evidence = EvidenceStore(out)
@@ -125,28 +210,24 @@ def run_load(opts: LoadOptions) -> dict:
     submissions: list[dict] = []
     swarm: dict = {}
     arrivals, samples, envelopes, answers, cp_errors, findings = [], [], [], [], [], []
-    parameters = {"target": "built-in reference provider (loopback)", "users": opts.users, "rate": opts.rate,
+    parameters = {"target": "", "users": opts.users, "rate": opts.rate,
                   "run_time": opts.run_time, "drain": opts.drain,
                   "workers": opts.expect_workers if opts.expect_workers is not None else opts.workers,
-                  "counterparts": opts.counterparts,
+                  "counterparts": 1 if opts.target else opts.counterparts,
                   "mix": {"local_share": opts.local_share, "recipients": opts.recipients, "variants": opts.variants,
                           "sizes": opts.sizes},
                   "faults": list(opts.faults), "validate_every": opts.validate_every}
     try:
-        _say(opts, f"starting the built-in target ({opts.counterparts} counterpart processes)")
-        with builtin_stack(work / "stack", out / "evidence", counterparts=opts.counterparts, faults=opts.faults,
-                           sample_every=opts.validate_every) as st:
-            layout = load_pki_directory(st.pki_dir)
-            ctx = ValidationContext(index=layout.index, ca_certificates=[layout.ca.certificate], crls=[layout.crl])
-            cp_users = [f"utente{k}@{d}" for d in st.counterpart_domains for k in (1, 2, 3)]
-            plan = {"access": list(st.access), "access_tls": "starttls", "ca_pem": st.ca_file.read_text(),
-                    "senders": [list(x) for x in st.users.items()], "counterpart": cp_users,
-                    "local": list(st.users), "smtp_timeout": SMTP_TIMEOUT,
+        world = (profile(opts, evidence, opts.target, opts.counterpart_pki) if opts.target
+                 else builtin(opts, work, out))
+        with world as target:
+            parameters["target"] = target.description
+            plan = {**target.plan, "smtp_timeout": SMTP_TIMEOUT,
                     "rate_per_user": opts.rate / opts.users if opts.rate and opts.users else 0.0,
                     "mix": {"local_share": opts.local_share, "recipients": opts.recipients,
                             "variants": opts.variants, "sizes": opts.sizes}}
-            watch = MailboxWatch([Box(a, f"maildir://{st.maildir / a}") for a in st.users], evidence=evidence,
-                                 target_domains=st.domains, sample_every=opts.validate_every).start()
+            watch = MailboxWatch(target.boxes, evidence=evidence, target_domains=target.domains,
+                                 sample_every=opts.validate_every, client_tls=target.client_tls).start()
             master, workers = _spawn_swarm(opts, work, plan)
             _say(opts, f"Locust master and {opts.workers} workers: {opts.users} users for {opts.run_time:g} s")
             try:
@@ -165,19 +246,18 @@ def run_load(opts: LoadOptions) -> dict:
             _say(opts, f"{len(submissions)} submissions ({accepted} accepted); draining up to {opts.drain:g} s")
             deadline = time.monotonic() + opts.drain
             while outstanding(submissions, watch.snapshot()) and time.monotonic() < deadline:
-                if st.dead():
-                    harness.append(f"the target died: {', '.join(st.dead())}")
+                if target.dead():
+                    harness.append(f"the target died: {', '.join(target.dead())}")
                     break
                 time.sleep(0.25)
             watch.stop()
             arrivals, samples = watch.snapshot(), list(watch.samples)
             harness += watch.errors[:20]
-        envelopes, answers, cp_errors = read_counterpart_logs(sorted((work / "stack").glob("counterpart-*.jsonl")))
-        for e in envelopes:  # the target's own envelopes, sampled by the counterpart processes
-            if e.get("evidence"):
-                samples.append((str(Path(e["evidence"]).relative_to(out)), e.get("kind") or "busta-trasporto"))
-        findings = judge_samples(samples, out, ctx) if samples else []
-    except (RuntimeError, OSError) as exc:
+        # After the counterparts stopped: everything they logged, their errors included.
+        envelopes, answers, cp_errors, sampled_envelopes = target.counterpart()
+        samples += sampled_envelopes
+        findings = judge_samples(samples, out, target.validation)
+    except (RuntimeError, OSError, ProfileError) as exc:
         harness.append(str(exc))
     finally:
         shutil.rmtree(work, ignore_errors=True)
