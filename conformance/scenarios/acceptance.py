@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from email.utils import parsedate_to_datetime
 
-from ..engine.core import ScenarioContext, scenario
-from ..pec.constants import Kind
+from ..engine.core import Blocked, Control, ScenarioContext, SubmitOutcome, scenario
+from ..pec.constants import ERRORE_ALTRO, Kind
+
+FLOOR_TEST = 29_900_000  # bytes: just under the decree's 30 MB floor, one recipient (LIM-02)
 
 
 def _same_instant(a, b) -> bool:
@@ -96,80 +98,140 @@ def fifty(ctx: ScenarioContext) -> None:
 
 
 @scenario("acceptance.bcc-refused", "Bcc is refused",
-          "A user's message carries a Bcc address; the target must not accept it: a non-acceptance notice "
-          "(decision D30 accepts an SMTP refusal with a warning) and no envelope.",
+          "A user's message carries a Bcc address; the same message without it is accepted, this one is not: "
+          "a non-acceptance notice (decision D30 accepts an SMTP refusal with a warning) and no envelope.",
           ["ACC-08", "ACC-09", "GEN-03"])
 def bcc(ctx: ScenarioContext) -> None:
-    raw = ctx.original(ctx.peer(0), extra=[("Bcc", ctx.peer(1))])
-    out = ctx.submit(raw, [ctx.peer(0)])
-    _refused(ctx, out, ("ACC-08", "ACC-09", "GEN-03"))
+    ctl = ctx.control(ctx.original(ctx.peer(0)), [ctx.peer(0)])
+    out = ctx.submit(ctx.original(ctx.peer(0), extra=[("Bcc", ctx.peer(1))]), [ctx.peer(0)])
+    refused(ctx, out, ctl, ("ACC-08", "GEN-03"), cause=("recipient", "format"), what="Bcc")
 
 
-def _refused(ctx: ScenarioContext, out, reqs) -> None:
-    if not out.accepted:
-        ctx.verdict(reqs, False, "refused at SMTP level instead of an avviso di non accettazione", soft=True,
-                    decision="D30", expected="avviso di non accettazione", actual=f"SMTP {out.code} {out.text}")
-    else:
-        notices = ctx.wait_mailbox(0, Kind.NON_ACCETTAZIONE, within=15)
-        ctx.verdict(reqs, len(notices) == 1, "an avviso di non accettazione reaches the sender",
-                    expected="1", actual=str(len(notices)), decision="D30")
-    accepted = ctx.mailbox(0, [Kind.ACCETTAZIONE])
-    envelopes = ctx.counterpart_got(Kind.BUSTA_TRASPORTO)
-    ctx.verdict("ACC-09", not accepted and not envelopes, "no acceptance and no envelope for a refused message",
-                expected="none", actual=f"{len(accepted)} accettazione, {len(envelopes)} envelope")
+def refused(ctx: ScenarioContext, out: SubmitOutcome, ctl: Control, reqs: tuple[str, ...], *, cause,
+            what: str, user: int = 0, errore: str | None = ERRORE_ALTRO, notice=Kind.NON_ACCETTAZIONE,
+            smtp_refusal: str = "WARN", decision: str | None = "D30", leak: str = "ACC-09") -> str:
+    """A defective submission refused for its defect (against the positive control `ctl`), and nothing of it
+    leaving (ACC-09): judged only once the control's own envelope was seen to leave."""
+    verdict = ctx.judge_refusal(reqs, out, ctl, notice_kind=notice, errore=errore, cause=cause, user=user,
+                                smtp_refusal=smtp_refusal, decision=decision, what=what)
+    if verdict == "BLOCKED":
+        ctx.blocked(leak, f"{what}: the refusal could not be judged")
+        return verdict
+    no_leak(ctx, ctl, what, leak)
+    return verdict
+
+
+def no_leak(ctx: ScenarioContext, ctl: Control, what: str, req: str = "ACC-09") -> None:
+    """No acceptance and no envelope for the defective message: meaningful only once the control's envelope
+    reached the counterpart (the path out works)."""
+    mark = ctl.subject_marker
+
+    def control_envelope(rec) -> bool:
+        return mark in rec.message.subject
+
+    if not ctx.wait_counterpart(Kind.BUSTA_TRASPORTO, within=10, where=control_envelope):
+        ctx.blocked(req, f"{what}: the control's envelope never reached the counterpart, so no envelope for the "
+                         "defective message proves nothing")
+        return
+    accepted = [c for c in ctx.mailbox(0, [Kind.ACCETTAZIONE]) if mark not in c.message.subject]
+    envelopes = [r for r in ctx.counterpart_got(Kind.BUSTA_TRASPORTO) if not control_envelope(r)]
+    ctx.verdict(req, not accepted and not envelopes, f"{what}: no acceptance and no envelope for the refused message",
+                expected="none (the control's envelope left)",
+                actual=f"{len(accepted)} accettazione, {len(envelopes)} envelope")
 
 
 @scenario("acceptance.sender-mismatch", "Sender differs from the authenticated user",
-          "Authenticated as one user, the client sends as another mailbox; the target refuses (SMTP 5xx or "
-          "a non-acceptance notice, decision D14).", ["ACC-19", "ACC-06"])
+          "Authenticated as one user, the client sends as another mailbox; the same message sent as itself is "
+          "accepted, this one is refused (SMTP 5xx or a non-acceptance notice, decision D14).", ["ACC-19"])
 def sender_mismatch(ctx: ScenarioContext) -> None:
     other = ctx.user(1)
-    raw = ctx.original(ctx.peer(0), sender=other)
-    out = ctx.submit(raw, [ctx.peer(0)], mail_from=other)
-    if not out.accepted:
-        ctx.verdict("ACC-19", True, "refused at submission", decision="D14", actual=f"SMTP {out.code}")
-    else:
-        notices = ctx.wait_mailbox(1, Kind.NON_ACCETTAZIONE, within=10) + ctx.mailbox(0, [Kind.NON_ACCETTAZIONE])
-        ctx.verdict("ACC-19", bool(notices), "a non-acceptance notice for the forged sender", decision="D14",
-                    actual=f"{len(notices)} notice(s)")
-    ctx.verdict("ACC-19", not ctx.counterpart_got(Kind.BUSTA_TRASPORTO), "no envelope leaves for a forged sender",
-                decision="D14", actual=f"{len(ctx.counterpart_got(Kind.BUSTA_TRASPORTO))} envelope(s)")
+    ctl = ctx.control(ctx.original(ctx.peer(0)), [ctx.peer(0)])
+    out = ctx.submit(ctx.original(ctx.peer(0), sender=other), [ctx.peer(0)], mail_from=other)
+    forged_sender(ctx, out, ctl, ("ACC-19",), "forged sender", leak="ACC-19")
+
+
+def forged_sender(ctx: ScenarioContext, out: SubmitOutcome, ctl: Control, reqs: tuple[str, ...], what: str, *,
+                  leak: str) -> None:
+    """Refused for the sender (D14): an SMTP 5xx, or a non-acceptance notice in the authenticated user's
+    mailbox or the named sender's."""
+    if out.accepted and ctl.accepted:
+        notices = [c for c in ctx.wait_mailbox(0, Kind.NON_ACCETTAZIONE, within=10)
+                   if ctl.subject_marker not in c.message.subject] + ctx.mailbox(1, [Kind.NON_ACCETTAZIONE])
+        ctx.verdict(reqs, bool(notices), f"{what}: a non-acceptance notice", decision="D14",
+                    expected="avviso di non accettazione", actual=f"SMTP {out.code}; {len(notices)} notice(s)")
+        if notices:
+            no_leak(ctx, ctl, what, leak)
+        return
+    refused(ctx, out, ctl, reqs, cause=("sender", "auth"), what=what, smtp_refusal="PASS", decision="D14",
+            errore=None, leak=leak)
 
 
 @scenario("acceptance.hidden-recipient", "A recipient outside To and Cc",
-          "RCPT TO names a mailbox that the To and Cc fields do not list; the target refuses.",
-          ["ACC-07", "ACC-09"])
+          "RCPT TO names a mailbox that the To and Cc fields do not list; the same message to its listed "
+          "recipient only is accepted, this one is refused.", ["ACC-07", "ACC-09"])
 def hidden(ctx: ScenarioContext) -> None:
+    ctl = ctx.control(ctx.original(ctx.peer(0)), [ctx.peer(0)])
     out = ctx.submit(ctx.original(ctx.peer(0)), [ctx.peer(0), ctx.peer(1)])
-    _refused(ctx, out, ("ACC-07", "ACC-09"))
+    refused(ctx, out, ctl, ("ACC-07",), cause="recipient", what="hidden recipient")
 
 
 @scenario("acceptance.unauthenticated", "Submission without authentication",
-          "A client tries to submit without AUTH; the access point refuses it (no PEC processing).",
-          ["ACC-01", "SEC-02"])
+          "A client tries to submit without AUTH; the same message after AUTH is accepted, this one is refused "
+          "with a permanent error (no PEC processing).", ["ACC-01", "SEC-02"])
 def unauthenticated(ctx: ScenarioContext) -> None:
+    ctl = ctx.control(ctx.original(ctx.peer(0)), [ctx.peer(0)])
+    if not ctl.accepted:
+        raise Blocked(None, ctl.detail)
     out = ctx.submit(ctx.original(ctx.peer(0)), [ctx.peer(0)], authenticate=False)
-    ctx.verdict(("ACC-01", "SEC-02"), not out.accepted, "unauthenticated submission refused",
-                expected="5xx", actual=f"{out.code} {out.text}")
-    ctx.verdict("ACC-01", not ctx.quiet_mailbox(0, Kind.ACCETTAZIONE, during=1.0),
-                "no acceptance for an unauthenticated submission")
+    # Here an "authentication required" reply (530) is exactly the refusal the rule asks for.
+    ctx.verdict(("ACC-01", "SEC-02"), out.permanent, "unauthenticated submission refused with a permanent error",
+                expected="5xx (530 authentication required)", actual=str(out), evidence=out.evidence)
+    if out.accepted:
+        got = ctx.wait_mailbox(0, Kind.ACCETTAZIONE, within=5, where=lambda c: ctl.subject_marker not in c.message.subject)
+        ctx.verdict("ACC-01", not got, "no acceptance for an unauthenticated submission",
+                    actual=f"{len(got)} accettazione")
 
 
-@scenario("acceptance.oversize", "Beyond the declared size limit",
-          "A message above the provider's declared limit (size times recipients) is not accepted.",
-          ["SIZ-01", "SIZ-03", "LIM-02", "MUL-07"], needs=("max_total_size",))
+def sized(ctx: ScenarioContext, rcpts: list[str], size: int, subject: str) -> bytes:
+    """A user's message of exactly `size` bytes: an attachment sized from a small trial build (base64 in
+    76-character lines), then a padding field for the last bytes."""
+    first = ctx._counter  # the trial and the real build are one message (one Message-ID)
+
+    def b64(n: int) -> int:
+        chars = 4 * -(-n // 3)
+        return chars + 2 * -(-chars // 76)
+
+    trial = ctx.original(rcpts, attachment=b"A" * 3000, tipo="sintetica", subject=subject)
+    base = len(trial) - b64(3000)
+    n = max(0, (size - 200 - base) * 3 // 4)
+    while n and base + b64(n) > size - 200:
+        n -= 57
+    ctx._counter = first
+    raw = ctx.original(rcpts, attachment=b"A" * n, tipo="sintetica", subject=subject)
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    filler = b"X-Riempimento: "
+    pad = size - len(raw) - len(filler) - 2
+    if pad > 0:
+        head += b"\r\n" + filler + b"x" * pad
+    return head + sep + body
+
+
+@scenario("acceptance.oversize", "Around the declared size limit",
+          "A 29.9 MB message to one recipient is accepted (the decree's floor); a message whose size times its "
+          "two recipients is just above the declared limit is not accepted: a non-acceptance notice (an SMTP "
+          "refusal is a warning, D30) and no envelope.",
+          ["LIM-02", "SIZ-01", "MUL-07", "ACC-09"], needs=("max_total_size",))
 def oversize(ctx: ScenarioContext) -> None:
     limit = int(ctx.world.profile.capability("max_total_size"))
-    per = limit // 2 + 1024
+    floor = sized(ctx, [ctx.peer(0)], FLOOR_TEST, "al limite")
+    ctl = ctx.control(floor, [ctx.peer(0)], within=60, requirements=("LIM-02",))
+    if ctl.accepted:
+        ctx.verdict("LIM-02", True, "a 29.9 MB message to one recipient is accepted", decision="D17",
+                    expected="accettazione", actual=f"{len(floor)} bytes: {ctl.detail}")
     domain = ctx.peer(0).rpartition("@")[2]
-    rcpts = [ctx.peer(0), f"secondo@{domain}"]
-    raw = ctx.original(rcpts, attachment=b"A" * per, tipo="sintetica")
-    out = ctx.submit(raw, rcpts)
-    if out.accepted:
-        notices = ctx.wait_mailbox(0, Kind.NON_ACCETTAZIONE, within=15)
-        ctx.verdict(("SIZ-01", "MUL-07", "LIM-02"), bool(notices), "size x recipients above the limit: non-acceptance",
-                    expected="avviso di non accettazione", actual=f"{len(notices)} notice(s)")
-    else:
-        ctx.verdict("SIZ-03", out.code >= 500, "refused at SMTP level (above a further bound)",
-                    actual=f"{out.code}")
-    ctx.verdict("SIZ-01", not ctx.counterpart_got(Kind.BUSTA_TRASPORTO), "no envelope for an oversize message")
+    rcpts = [ctx.peer(0), f"secondo-{ctx.token}@{domain}"]
+    big = sized(ctx, rcpts, limit // 2 + 1, "oltre il limite")
+    out = ctx.submit(big, rcpts)
+    ctx.info("MUL-07", f"{len(big)} bytes x {len(rcpts)} recipients = {len(big) * len(rcpts)} bytes; "
+                       f"declared limit {limit}")
+    refused(ctx, out, ctl, ("SIZ-01", "MUL-07", "LIM-02"), cause="size", what="size x recipients over the limit")

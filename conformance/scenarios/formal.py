@@ -5,23 +5,7 @@ from __future__ import annotations
 
 from ..engine.core import ScenarioContext, scenario
 from ..pec.constants import Kind
-
-
-def _expect_refusal(ctx: ScenarioContext, out, reqs: tuple[str, ...], what: str) -> None:
-    if not out.accepted:
-        ctx.verdict(reqs, False, f"{what}: refused at SMTP level instead of an avviso di non accettazione",
-                    soft=True, decision="D30", expected="avviso di non accettazione", actual=f"SMTP {out.code}")
-    else:
-        notices = ctx.wait_mailbox(0, Kind.NON_ACCETTAZIONE, within=15)
-        ctx.verdict(reqs, len(notices) == 1, f"{what}: an avviso di non accettazione reaches the sender",
-                    expected="1 notice", actual=f"{len(notices)} notice(s)", decision="D30")
-        if notices and notices[0].message.daticert is not None:
-            d = notices[0].message.daticert
-            ctx.verdict(reqs, bool(d.errore_esteso), "the notice states the reason",
-                        expected="errore-esteso", actual=d.errore_esteso or "none")
-    leaked = ctx.counterpart_got(Kind.BUSTA_TRASPORTO) + ctx.mailbox(0, [Kind.ACCETTAZIONE])
-    ctx.verdict(("ACC-09", *reqs), not leaked, f"{what}: no acceptance and no envelope",
-                expected="none", actual=f"{len(leaked)} message(s)")
+from .acceptance import forged_sender, refused
 
 
 def _without(raw: bytes, field: bytes) -> bytes:
@@ -32,51 +16,52 @@ def _without(raw: bytes, field: bytes) -> bytes:
 
 @scenario("formal.no-to", "No To field",
           "A submission with only a Cc recipient and no To field is not accepted (a To with at least one "
-          "address is required).", ["ACC-05", "ACC-03", "ACC-09"])
+          "address is required); the same message with its To field is.", ["ACC-05", "ACC-03", "ACC-09"])
 def no_to(ctx: ScenarioContext) -> None:
+    ctl = ctx.control(ctx.original(ctx.peer(0), cc=ctx.peer(1)), [ctx.peer(0), ctx.peer(1)])
     raw = _without(ctx.original(ctx.peer(0), cc=ctx.peer(1)), b"To")
     out = ctx.submit(raw, [ctx.peer(1)])
-    _expect_refusal(ctx, out, ("ACC-05", "ACC-03"), "no To field")
+    refused(ctx, out, ctl, ("ACC-05", "ACC-03"), cause=("format", "recipient"), what="no To field")
 
 
 @scenario("formal.two-from", "Two From addresses",
-          "A From field naming two addresses is not accepted (one valid address is required).",
-          ["ACC-04", "ACC-03", "ACC-09"])
+          "A From field naming two addresses is not accepted (one valid address is required); the same "
+          "message with one From address is.", ["ACC-04", "ACC-03", "ACC-09"])
 def two_from(ctx: ScenarioContext) -> None:
+    ctl = ctx.control(ctx.original(ctx.peer(0)), [ctx.peer(0)])
     raw = ctx.original(ctx.peer(0))
     raw = raw.replace(f"From: {ctx.user(0)}".encode(), f"From: {ctx.user(0)}, {ctx.user(1)}".encode(), 1)
     out = ctx.submit(raw, [ctx.peer(0)])
-    _expect_refusal(ctx, out, ("ACC-04", "ACC-03"), "two From addresses")
+    refused(ctx, out, ctl, ("ACC-04", "ACC-03"), cause=("format", "sender"), what="two From addresses")
 
 
 @scenario("formal.reverse-path", "Reverse path differs from From",
           "The SMTP MAIL FROM is the authenticated user but the From field names another mailbox of the "
-          "target: refused (reverse path must equal From; decision D14 allows an SMTP refusal).",
-          ["ACC-06", "ACC-19"])
+          "target: refused (reverse path must equal From; decision D14 allows an SMTP refusal); the same "
+          "message with From the user is accepted.", ["ACC-06", "ACC-19"])
 def reverse_path(ctx: ScenarioContext) -> None:
-    raw = ctx.original(ctx.peer(0), sender=ctx.user(1))
-    out = ctx.submit(raw, [ctx.peer(0)], mail_from=ctx.user(0))
-    if not out.accepted:
-        ctx.verdict(("ACC-06", "ACC-19"), True, "refused at submission", decision="D14", actual=f"SMTP {out.code}")
-    else:
-        notices = ctx.wait_mailbox(0, Kind.NON_ACCETTAZIONE, within=10) + ctx.mailbox(1, [Kind.NON_ACCETTAZIONE])
-        ctx.verdict(("ACC-06", "ACC-19"), bool(notices), "a non-acceptance notice", actual=f"{len(notices)}")
-    ctx.verdict("ACC-06", not ctx.counterpart_got(Kind.BUSTA_TRASPORTO), "no envelope leaves")
+    ctl = ctx.control(ctx.original(ctx.peer(0)), [ctx.peer(0)])
+    out = ctx.submit(ctx.original(ctx.peer(0), sender=ctx.user(1)), [ctx.peer(0)], mail_from=ctx.user(0))
+    forged_sender(ctx, out, ctl, ("ACC-06", "ACC-19"), "From differs from the reverse path", leak="ACC-06")
 
 
 @scenario("formal.beyond-further-bound", "Beyond the further size bound",
           "A message larger than the provider's further bound (declared max_message_size) is refused by SMTP, "
-          "with no PEC notice.", ["SIZ-03", "SIZ-02", "LIM-02"], needs=("max_message_size",))
+          "with no PEC notice; a small message of the same user is accepted.", ["SIZ-03", "SIZ-02"],
+          needs=("max_message_size",))
 def beyond_bound(ctx: ScenarioContext) -> None:
     bound = int(ctx.world.profile.capability("max_message_size"))
-    ctx.verdict(("SIZ-02", "LIM-02"), bound >= 30_000_000, "the declared bound is not below the decree's 30 MB floor",
-                decision="D17", expected=">= 30000000", actual=str(bound))
+    ctx.info("SIZ-02", f"the declared further bound is {bound} bytes (the decree's floor is 30 MB of size x "
+                       "recipients)", decision="D17")
+    ctl = ctx.control(ctx.original(ctx.peer(0), tipo="sintetica"), [ctx.peer(0)])
     raw = ctx.original(ctx.peer(0), attachment=b"B" * (bound * 3 // 4 + 1024), tipo="sintetica")
     out = ctx.submit(raw, [ctx.peer(0)])
-    ctx.verdict("SIZ-03", not out.accepted and out.code >= 500, "refused at SMTP level above the further bound",
-                expected="5xx (552)", actual=f"{out.code} {out.text[:80]}")
-    notices = ctx.quiet_mailbox(0, Kind.NON_ACCETTAZIONE, during=1.0)
-    ctx.verdict("SIZ-03", not notices, "no PEC notice above the further bound", actual=f"{len(notices)} notice(s)")
+    verdict = ctx.judge_refusal("SIZ-03", out, ctl, notice_kind=None, cause="size", what="above the further bound")
+    if verdict in ("PASS", "WARN"):
+        notices = [c for c in ctx.quiet_mailbox(0, Kind.NON_ACCETTAZIONE, during=1.0)
+                   if ctl.subject_marker not in c.message.subject]
+        ctx.verdict("SIZ-03", not notices, "no PEC notice above the further bound",
+                    actual=f"{len(notices)} notice(s)")
 
 
 @scenario("formal.domain-case", "Recipient domain in upper case",
@@ -145,7 +130,7 @@ def index_refresh(ctx: ScenarioContext) -> None:
     from ..pec.index import ProvidersIndex
 
     ctx.world.validation.index = ProvidersIndex(records)  # the suite judges with the index it published
-    time.sleep(ctx.seconds(float(ctx.world.profile.capability("index_refresh"))) + 1.0)
+    ctx.pause(ctx.seconds(float(ctx.world.profile.capability("index_refresh"))) + 1.0)
     after = label()
     ctx.verdict(("IDX-07", "ACC-14"), before == "esterno" and after == "certificato",
                 "the domain added to the index is recognised after the refresh interval",
