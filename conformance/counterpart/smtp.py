@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from aiosmtpd.controller import Controller
 
+from ..net.smtp import BoundedSMTP
 from ..pec.parse import ParsedMessage, parse_message
 
 Evidence = Callable[[str, bytes, dict], None]
@@ -77,7 +78,7 @@ def smtp_send(host: str, port: int, mail_from: str, rcpts: list[str], raw: bytes
     offers no STARTTLS gives code 0). Never raises on network, TLS or protocol errors."""
     out = SmtpOutcome(0, "", False)
     t = out.transcript
-    smtp = smtplib.SMTP(timeout=timeout, local_hostname=helo)
+    smtp = BoundedSMTP(timeout=timeout, local_hostname=helo)  # deadlines and reply caps: the target may be hostile
     try:
         t.append(f"connect {host}:{port}")
         smtp._host = host  # what starttls() passes as server_hostname (set only by the constructor otherwise)

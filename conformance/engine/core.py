@@ -19,9 +19,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import redact
 from ..checks.findings import Finding, ValidationContext, Verdict
 from ..checks.validator import check
 from ..net.mailbox import MailboxError, MaildirReader, open_mailbox
+from ..net.smtp import BoundedSMTP, BoundedSMTP_SSL
 from ..pec.constants import Kind
 from ..pec.mime import fold
 from ..pec.parse import ParsedMessage, parse_message
@@ -149,6 +151,10 @@ def load_expectations(path: Path) -> list[Expectation]:
 class World:
     """Everything a scenario may touch: the target profile, the counterpart, the ordinary domain, the
     trust material to validate with, the evidence store, and the run's settings."""
+
+    def __post_init__(self) -> None:
+        # Whatever the target sends back is scrubbed of its users' passwords before it is written anywhere.
+        redact.register_all((m.secret(), m.address) for m in self.profile.mailboxes)
 
     profile: TargetProfile
     counterpart: object  # conformance.counterpart.peer.Counterpart
@@ -504,7 +510,7 @@ class ScenarioContext:
         self.event(f"user{user}", "target-access", label, message_id=None, evidence=path)
         host, port = p.access
         try:
-            cls = smtplib.SMTP_SSL if p.access_tls == "implicit" else smtplib.SMTP
+            cls = BoundedSMTP_SSL if p.access_tls == "implicit" else BoundedSMTP
             kwargs = {"context": self.world.client_tls} if p.access_tls == "implicit" else {}
             with cls(host, port, timeout=self.seconds(30), **kwargs) as smtp:
                 transcript.append(f"connect {host}:{port} ({p.access_tls})")
@@ -596,7 +602,7 @@ class ScenarioContext:
         try:
             reader = self._reader(index)
             try:
-                for fetched in reader.fetch_all():
+                for fetched in reader.iter_all():
                     key = (f"mbox{index}", fetched.uid)
                     if key in self._seen:
                         continue

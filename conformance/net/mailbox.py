@@ -23,13 +23,17 @@ import imaplib
 import os
 import poplib
 import re
+import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
+
+from .. import redact
+from .bounds import MESSAGE_BYTES, BoundExceeded, Guard
 
 __all__ = [
     "FetchedMessage",
@@ -58,6 +62,7 @@ class MailboxError(Exception):
     def __init__(self, message: str, *, protocol: str | None = None, host: str | None = None,
                  port: int | None = None, step: str | None = None) -> None:
         self.protocol, self.host, self.port, self.step = protocol, host, port, step
+        message = redact.scrub_text(message)  # server text quoted in it may echo a password
         where = []
         if protocol:
             where.append(protocol)
@@ -83,14 +88,16 @@ class MailboxReader(Protocol):
 
     def fetch_all(self) -> list[FetchedMessage]: ...
 
+    def iter_all(self) -> Iterator[FetchedMessage]: ...
+
     def close(self) -> None: ...
 
 
 def _scrub(text: str, secret: str | None) -> str:
-    """A server's reply may echo what it was sent; make sure a secret never gets further."""
+    """A server's reply may echo what it was sent; make sure a secret never gets further, in any form."""
     if secret:
-        text = text.replace(secret, "***")
-    return text
+        redact.register(secret)
+    return redact.scrub_text(text)
 
 
 def _describe(exc: BaseException) -> str:
@@ -163,12 +170,14 @@ class MaildirReader:
         return FetchedMessage(self.account, uid, raw)
 
     def fetch_all(self) -> list[FetchedMessage]:
-        out = []
+        return list(self.iter_all())
+
+    def iter_all(self) -> Iterator[FetchedMessage]:
+        """One message at a time: a caller that keeps few of them never holds the whole mailbox."""
         for uid, path in sorted(self._scan().items()):
             raw = self._read(uid, path)
             if raw is not None:  # deleted since the scan: it is gone, skip it
-                out.append(FetchedMessage(self.account, uid, raw))
-        return out
+                yield FetchedMessage(self.account, uid, raw)
 
     def close(self) -> None:
         pass
@@ -211,6 +220,120 @@ def _imap_quote(text: str) -> str:
 _FETCH_UID = re.compile(rb"\bUID (\d+)\b")
 
 
+class _BoundedImap:
+    """imaplib, bounded (mixed in before IMAP4 / IMAP4_SSL): a deadline on every command and on the
+    session, a cap on each answer, and no literal beyond the message bound is ever read."""
+
+    def __init__(self, *args, guard: Guard, **kwargs) -> None:
+        self.guard = guard
+        super().__init__(*args, **kwargs)
+
+    def open(self, host: str = "", port: int = 0, timeout: float | None = None) -> None:
+        self.guard.begin_exchange()  # the greeting and the first CAPABILITY
+        super().open(host, port, timeout)
+
+    def _create_socket(self, timeout: float | None):
+        plain = socket.create_connection((self.host or None, self.port), timeout)
+        self.guard.attach(plain)
+        if isinstance(self, imaplib.IMAP4_SSL):
+            return self.ssl_context.wrap_socket(plain, server_hostname=self.host)
+        return plain
+
+    def send(self, data: bytes) -> None:
+        self.guard.begin_exchange()
+        try:
+            super().send(data)
+        except OSError:
+            self.guard.check()
+            raise
+
+    def readline(self) -> bytes:
+        try:
+            line = super().readline()
+        except OSError:
+            self.guard.check()
+            raise
+        if not line:
+            self.guard.check()
+        self.guard.charge(len(line))
+        return line
+
+    def read(self, size: int) -> bytes:
+        if size > MESSAGE_BYTES:  # refused on the announcement: nothing of it is read
+            raise BoundExceeded(f"{self.guard.what}: the server announced a literal of {size} bytes, beyond "
+                                f"the {MESSAGE_BYTES}-byte message bound")
+        self.guard.charge(size)
+        try:
+            data = super().read(size)
+        except OSError:
+            self.guard.check()
+            raise
+        if len(data) < size:
+            self.guard.check()
+        return data
+
+    def shutdown(self) -> None:
+        try:
+            super().shutdown()
+        finally:
+            self.guard.close()
+
+
+class _BoundedIMAP4(_BoundedImap, imaplib.IMAP4):
+    pass
+
+
+class _BoundedIMAP4_SSL(_BoundedImap, imaplib.IMAP4_SSL):
+    pass
+
+
+class _BoundedPop3:
+    """poplib, bounded (mixed in before POP3 / POP3_SSL) like :class:`_BoundedImap`."""
+
+    def __init__(self, *args, guard: Guard, **kwargs) -> None:
+        self.guard = guard
+        super().__init__(*args, **kwargs)
+
+    def _create_socket(self, timeout: float):
+        self.guard.begin_exchange()  # the greeting
+        plain = socket.create_connection((self.host, self.port), timeout)
+        self.guard.attach(plain)
+        if isinstance(self, poplib.POP3_SSL):
+            return self.context.wrap_socket(plain, server_hostname=self.host)
+        return plain
+
+    def _putline(self, line: bytes) -> None:
+        self.guard.begin_exchange()
+        try:
+            super()._putline(line)
+        except OSError:
+            self.guard.check()
+            raise
+
+    def _getline(self) -> tuple[bytes, int]:
+        try:
+            line, octets = super()._getline()
+        except (OSError, poplib.error_proto):
+            self.guard.check()
+            raise
+        self.guard.charge(octets)
+        return line, octets
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.guard.close()
+
+
+class _BoundedPOP3(_BoundedPop3, poplib.POP3):
+    pass
+
+
+class _BoundedPOP3_SSL(_BoundedPop3, poplib.POP3_SSL):
+    pass
+
+
 class _RemoteReader:
     """What the IMAP and POP3 readers share: one connection, dropped without ceremony on a failure.
     Each protocol supplies `_where(step)` (how it names itself in errors) and `_drop(conn)`."""
@@ -251,12 +374,14 @@ class ImapReader(_RemoteReader):
         self.uidvalidity: str | None = None
         context = ssl_context or ssl.create_default_context()
         self._conn: imaplib.IMAP4 | None = None
+        redact.register(password, user)
+        guard = Guard(f"{self._where('')['protocol']} {host}:{port}", timeout=timeout)
         step = "connect"
         try:
             if tls == "implicit":
-                self._conn = imaplib.IMAP4_SSL(host, port, ssl_context=context, timeout=timeout)
+                self._conn = _BoundedIMAP4_SSL(host, port, ssl_context=context, timeout=timeout, guard=guard)
             else:
-                self._conn = imaplib.IMAP4(host, port, timeout=timeout)
+                self._conn = _BoundedIMAP4(host, port, timeout=timeout, guard=guard)
                 step = "starttls"
                 if "STARTTLS" not in self._conn.capabilities:
                     raise MailboxError("the server does not offer STARTTLS; refusing to log in over a "
@@ -274,13 +399,15 @@ class ImapReader(_RemoteReader):
                 self.uidvalidity = validity[0].decode("ascii", "replace")
         except MailboxError:
             self._abort()
+            guard.close()
             raise
         except (OSError, imaplib.IMAP4.error, EOFError) as exc:
             self._abort()
+            guard.close()
             detail = _scrub(_describe(exc), password)
             if step == "login":
                 raise MailboxError(f"login as {user!r} failed: {detail}", **self._where(step)) from None
-            raise MailboxError(detail, **self._where(step)) from exc
+            raise MailboxError(detail, **self._where(step)) from None
 
     def _where(self, step: str) -> dict:
         return {"protocol": "imaps" if self.tls == "implicit" else "imap+starttls", "host": self.host,
@@ -344,14 +471,17 @@ class ImapReader(_RemoteReader):
         raise MailboxError(f"no message with UID {uid} in {self.folder!r}", **self._where("fetch"))
 
     def fetch_all(self) -> list[FetchedMessage]:
-        out = []
+        return list(self.iter_all())
+
+    def iter_all(self) -> Iterator[FetchedMessage]:
         for uid in self.list_uids():
             try:
-                out.append(self.fetch(uid))
+                message = self.fetch(uid)
             except MailboxError as exc:
                 if "no message with UID" not in str(exc):  # expunged since the search: skip it
                     raise
-        return out
+                continue
+            yield message
 
     def close(self) -> None:
         if self._conn is not None:
@@ -382,15 +512,29 @@ def _pop3_retr_raw(conn: poplib.POP3, number: int) -> bytes:
     """
     conn._putcmd(f"RETR {number}")
     conn._getresp()  # raises error_proto on -ERR
+    guard: Guard | None = getattr(conn, "guard", None)
     chunks: list[bytes] = []
+    size = 0
     while True:
-        line = conn.file.readline(_POP3_MAX_LINE + 1)
+        try:
+            line = conn.file.readline(_POP3_MAX_LINE + 1)
+        except OSError:
+            if guard is not None:
+                guard.check()
+            raise
         if not line or not line.endswith(b"\n"):
+            if guard is not None:
+                guard.check()
             raise poplib.error_proto("connection closed in the middle of RETR")
         if len(line) > _POP3_MAX_LINE:
             raise poplib.error_proto("line too long in RETR")
+        if guard is not None:
+            guard.charge(len(line))
         if line in (b".\r\n", b".\n"):
             return b"".join(chunks)
+        size += len(line)
+        if size > MESSAGE_BYTES:
+            raise BoundExceeded(f"RETR {number}: the message goes past the {MESSAGE_BYTES}-byte message bound")
         chunks.append(line[1:] if line.startswith(b".") else line)
 
 
@@ -410,12 +554,14 @@ class Pop3Reader(_RemoteReader):
         context = ssl_context or ssl.create_default_context()
         self._conn: poplib.POP3 | None = None
         self._numbers: dict[str, int] = {}
+        redact.register(password, user)
+        guard = Guard(f"{self._where('')['protocol']} {host}:{port}", timeout=timeout)
         step = "connect"
         try:
             if tls == "implicit":
-                self._conn = poplib.POP3_SSL(host, port, timeout=timeout, context=context)
+                self._conn = _BoundedPOP3_SSL(host, port, timeout=timeout, context=context, guard=guard)
             else:
-                self._conn = poplib.POP3(host, port, timeout=timeout)
+                self._conn = _BoundedPOP3(host, port, timeout=timeout, guard=guard)
                 step = "stls"
                 try:
                     caps = self._conn.capa()
@@ -432,13 +578,15 @@ class Pop3Reader(_RemoteReader):
             self._conn.pass_(password)
         except MailboxError:
             self._abort()
+            guard.close()
             raise
         except (OSError, poplib.error_proto, EOFError) as exc:
             self._abort()
+            guard.close()
             detail = _scrub(_describe(exc), password)
             if step == "login":
                 raise MailboxError(f"login as {user!r} failed: {detail}", **self._where(step)) from None
-            raise MailboxError(detail, **self._where(step)) from exc
+            raise MailboxError(detail, **self._where(step)) from None
 
     def _where(self, step: str) -> dict:
         return {"protocol": "pop3s" if self.tls == "implicit" else "pop3+stls", "host": self.host,
@@ -476,7 +624,11 @@ class Pop3Reader(_RemoteReader):
         return FetchedMessage(self.user, uid, raw)
 
     def fetch_all(self) -> list[FetchedMessage]:
-        return [self.fetch(uid) for uid in self.list_uids()]
+        return list(self.iter_all())
+
+    def iter_all(self) -> Iterator[FetchedMessage]:
+        for uid in self.list_uids():
+            yield self.fetch(uid)
 
     def close(self) -> None:
         if self._conn is not None:

@@ -1,0 +1,174 @@
+"""Bounds no target can break: size caps on what is read, deadlines on every exchange and session.
+
+First the clients on their own (conformance.net.smtp, conformance.net.mailbox) against the hostile
+servers of tests/hostile_targets.py: each ends with a BoundExceeded / MailboxError naming the bound,
+well inside its deadline, without the memory the server tries to make it use. Then the four hostile
+targets as a user meets them, `pec-conformance run --target PROFILE` with a few scenarios in its own
+process: each run ends within its deadline with FAIL or ERROR, complete schema-valid reports, and a
+peak RSS (the child's own, from wait4) under 1 GiB.
+"""
+
+from __future__ import annotations
+
+import resource
+import smtplib
+import time
+
+import pytest
+from hostile_targets import PASSWORD, USERS, Harness, imap_server, pop3_server, slow_smtp, smtp_access
+
+from conformance.net.bounds import MESSAGE_BYTES, SMTP_REPLY_BYTES, BoundExceeded
+from conformance.net.mailbox import ImapReader, MailboxError, Pop3Reader
+from conformance.net.smtp import BoundedSMTP
+from conformance.report.model import validate_report
+
+pytestmark = pytest.mark.timeout(120)
+
+GIB = 1 << 30
+RUN_SCENARIOS = ["acceptance.single", "acceptance.bcc-refused", "delivery.same-provider"]
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory):
+    h = Harness.create(tmp_path_factory.mktemp("bounds"))
+    yield h
+    h.close()
+
+
+def _client_tls(h: Harness):
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=str(h.pki / "ca" / "ca.pem"))
+    ctx.check_hostname = False
+    return ctx
+
+
+def _maxrss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+# ------------------------------------------------------------------------------- the clients alone
+
+
+def test_endless_multiline_reply_is_cut_at_the_reply_cap(harness):
+    port = harness.serve(smtp_access("endless-reply", harness.tls, []))
+    before, start = _maxrss(), time.monotonic()
+    with pytest.raises(BoundExceeded, match=f"reply longer than {SMTP_REPLY_BYTES} bytes"):
+        with BoundedSMTP("127.0.0.1", port, timeout=5) as smtp:
+            smtp.ehlo()
+    assert time.monotonic() - start < 5
+    assert _maxrss() - before < 64 << 20
+
+
+def test_one_byte_at_a_time_hits_the_exchange_deadline(harness):
+    port = harness.serve(slow_smtp, dribble=0.05)  # 0.05 s per byte: each read succeeds well inside its timeout
+    start = time.monotonic()
+    with pytest.raises(BoundExceeded, match="one exchange took longer than its 1 s deadline"):
+        with BoundedSMTP("127.0.0.1", port, timeout=0.5, exchange_seconds=1.0, session_seconds=30) as smtp:
+            smtp.ehlo()  # about 110 bytes: 5.5 s at that pace
+    assert time.monotonic() - start < 2.5
+
+
+def test_one_byte_at_a_time_hits_the_session_deadline(harness):
+    """Short answers, each inside its exchange deadline, in a session longer than the session deadline."""
+    port = harness.serve(slow_smtp, dribble=0.05)
+    start = time.monotonic()
+    with pytest.raises(BoundExceeded, match="the session took longer than its 2 s deadline"):
+        with BoundedSMTP("127.0.0.1", port, timeout=0.5, exchange_seconds=1.5, session_seconds=2.0) as smtp:
+            for _ in range(10):
+                smtp.noop()  # "250 ok": 0.4 s each
+    assert time.monotonic() - start < 3.5
+
+
+def test_a_literal_announced_at_2_gib_is_refused_unread(harness):
+    received = [b"Subject: x\r\n\r\nx\r\n"]
+    port = harness.serve(imap_server("huge-literal", received), tls=True)
+    before, start = _maxrss(), time.monotonic()
+    reader = ImapReader("127.0.0.1", port, USERS[0], PASSWORD, tls="implicit", ssl_context=_client_tls(harness),
+                        timeout=5)
+    with pytest.raises(MailboxError, match=f"literal of 2147483648 bytes, beyond the {MESSAGE_BYTES}-byte"):
+        reader.fetch_all()
+    reader.close()
+    assert time.monotonic() - start < 5
+    assert _maxrss() - before < 64 << 20
+
+
+def test_a_retr_that_never_ends_stops_at_the_message_bound(harness):
+    received = [b"Subject: x\r\n\r\nx\r\n"]
+    port = harness.serve(pop3_server("endless-retr", received), tls=True)
+    start = time.monotonic()
+    reader = Pop3Reader("127.0.0.1", port, USERS[0], PASSWORD, tls="implicit", ssl_context=_client_tls(harness),
+                        timeout=5)
+    with pytest.raises(MailboxError, match=f"past the {MESSAGE_BYTES}-byte message bound|deadline"):
+        reader.fetch_all()
+    reader.close()
+    assert time.monotonic() - start < 25
+
+
+def test_an_honest_server_is_not_cut(harness):
+    received: list[bytes] = []
+    port = harness.serve(smtp_access("accept", harness.tls, received))
+    with BoundedSMTP("127.0.0.1", port, timeout=5) as smtp:
+        smtp.ehlo()
+        smtp.starttls(context=_client_tls(harness))
+        smtp.login(USERS[0], PASSWORD)
+        assert smtp.sendmail(USERS[0], [USERS[1]], b"Subject: ok\r\n\r\nciao\r\n") == {}
+    assert received == [b"Subject: ok\r\n\r\nciao\r\n"]
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        smtp.noop()  # closed by the with block, and the guard with it
+
+
+# ------------------------------------------------------------------ the four hostile targets, end to end
+
+
+def _assert_ended_well(done, limit: float, needle: str) -> None:
+    print(f"\n{done.out.name}: exit {done.returncode}, {done.elapsed:.1f} s, peak RSS {done.peak_rss / 2**20:.0f} MiB")
+    assert done.elapsed < limit, f"still running after {limit} s"
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert done.returncode in (1, 2), done.stdout + done.stderr[-3000:]
+    assert done.peak_rss < GIB, f"peak RSS {done.peak_rss / 2**20:.0f} MiB"
+    report = done.report
+    assert validate_report(report) == []
+    for name in ("report.html", "junit.xml", "summary.md"):
+        assert (done.out / name).is_file(), name
+    verdicts = {s["id"]: s["verdict"] for s in report["scenarios"]}
+    assert set(RUN_SCENARIOS) <= set(verdicts), verdicts  # (a preflight check may come first)
+    assert set(verdicts.values()) & {"FAIL", "ERROR"} and "PASS" not in verdicts.values(), verdicts
+    messages = [f["message"] for s in report["scenarios"] for f in s["findings"]
+                if f["verdict"] in ("ERROR", "FAIL", "BLOCKED")]
+    assert any(needle in m for m in messages), messages
+
+
+def test_run_against_an_endless_multiline_reply(harness):
+    port = harness.serve(smtp_access("endless-reply", harness.tls, []))
+    profile = harness.profile("endless-reply", port, harness.maildirs())
+    done = harness.run(profile, RUN_SCENARIOS, multiplier=0.05, limit=60)
+    _assert_ended_well(done, 30, f"reply longer than {SMTP_REPLY_BYTES} bytes")
+
+
+def test_run_against_one_byte_at_a_time(harness):
+    # Multiplier 0.05: 1.5 s per read (each byte comes in 0.3 s), 6 s per exchange, 15 s per session.
+    port = harness.serve(slow_smtp, dribble=0.3)
+    profile = harness.profile("one-byte", port, harness.maildirs())
+    done = harness.run(profile, RUN_SCENARIOS, multiplier=0.05, limit=60, preflight=False)
+    _assert_ended_well(done, 30, "deadline")
+
+
+def test_run_against_a_2_gib_imap_literal(harness):
+    received: list[bytes] = []
+    access = harness.serve(smtp_access("accept", harness.tls, received))
+    imap = harness.serve(imap_server("huge-literal", received), tls=True)
+    urls = [f"imaps://{u.replace('@', '%40')}@127.0.0.1:{imap}/INBOX" for u in USERS]
+    done = harness.run(harness.profile("huge-literal", access, urls), RUN_SCENARIOS, multiplier=0.1, limit=60,
+                       preflight=False)
+    _assert_ended_well(done, 30, "literal of 2147483648 bytes")
+
+
+def test_run_against_a_pop3_retr_that_never_ends(harness):
+    received: list[bytes] = []
+    access = harness.serve(smtp_access("accept", harness.tls, received))
+    pop3 = harness.serve(pop3_server("endless-retr", received), tls=True)
+    urls = [f"pop3s://{u.replace('@', '%40')}@127.0.0.1:{pop3}" for u in USERS]
+    done = harness.run(harness.profile("endless-retr", access, urls), RUN_SCENARIOS, multiplier=0.1, limit=60,
+                       preflight=False)
+    _assert_ended_well(done, 30, "message bound")
