@@ -131,10 +131,7 @@ def check_date_instant(msg: ParsedMessage, ctx: ValidationContext):
     d = msg.daticert
     if d is None or d.instant is None or msg.kind in (Kind.ORDINARY, Kind.UNKNOWN):
         return
-    try:
-        header = parsedate_to_datetime(msg.header("date") or "")
-    except (TypeError, ValueError, IndexError):
-        return
+    header = msg.date()
     if header is None or header.tzinfo is None:
         return
     delta = abs(header - d.instant)

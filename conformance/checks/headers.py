@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from email.utils import getaddresses, parseaddr, parsedate_to_datetime
+from email.utils import getaddresses, parseaddr
 
 from ..pec.constants import (
     H_MITTENTE,
@@ -30,7 +30,7 @@ from ..pec.constants import (
     VIRUS_FLAG_KINDS,
     Kind,
 )
-from ..pec.parse import ParsedMessage
+from ..pec.parse import ParsedMessage, address_list
 from .findings import ValidationContext, check, failed, info, passed, warned
 
 # The header rule of each kind: the requirement whose template lists its fields.
@@ -239,14 +239,16 @@ def check_to(msg: ParsedMessage, ctx: ValidationContext):
     if not _pec(msg.kind):
         return
     req = HEADER_REQ[msg.kind]
-    empty = [v for v in msg.header_all("to") if not getaddresses([v]) or not any(a for _, a in getaddresses([v]))]
+    to = msg.addresses("to")
+    # RFC 5322 section 3.6.3: a To field holds at least one address (one field parsed alone only if needed).
+    fields = msg.header_all("to")
+    empty = [v for v in fields if not v.strip()] if len(to) >= len(fields) else \
+        [v for v in fields if not any(a for _, a in getaddresses([v]))]
     if empty:
-        # RFC 5322 section 3.6.3: a To field holds at least one address.
         yield failed((req, "GEN-01") if msg.kind not in _ENVELOPES else ("ENV-01",), "a To field without an address",
                      expected="one or more addresses", actual=repr(empty[0]))
     if msg.kind in _ENVELOPES or msg.daticert is None:
         return
-    to = msg.addresses("to")
     sender = msg.daticert.mittente.lower()
     if not to:
         if not empty:
@@ -293,10 +295,7 @@ def check_date(msg: ParsedMessage, ctx: ValidationContext):
     if not _pec(msg.kind):
         return
     value = msg.header("date")
-    try:
-        parsed = parsedate_to_datetime(value) if value else None
-    except (TypeError, ValueError, IndexError, OverflowError):
-        parsed = None
+    parsed = msg.date()
     if parsed is None or parsed.tzinfo is None:
         yield failed("GEN-06", "Date missing or not an RFC 5322 date with a zone", actual=value or "missing")
         return
@@ -468,7 +467,7 @@ def check_inherited(msg: ParsedMessage, ctx: ValidationContext):
         req = "ENV-01" if msg.kind is Kind.BUSTA_TRASPORTO else "ANO-03"
         for name in ("to", "cc"):
             outer = sorted(msg.addresses(name))
-            carried = sorted(a.lower() for _, a in getaddresses([str(v) for v in inner.get_all(name) or []]) if a)
+            carried = sorted(address_list([str(v) for v in inner.get_all(name) or []]))
             if outer != carried:
                 yield failed(req, f"{name.title()} differs from the carried message", expected=", ".join(carried),
                              actual=", ".join(outer))

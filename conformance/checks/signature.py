@@ -25,6 +25,21 @@ _STRONG = {"sha256", "sha384", "sha512"}
 LEGACY_PROFILE_UNTIL = datetime(2017, 1, 1, tzinfo=UTC)
 
 
+_PER_CERTIFICATE: dict[tuple[int, object], tuple[object, object]] = {}
+
+
+def _per_certificate(cert, what, compute):
+    """What depends on a certificate alone, computed once per certificate object (the CMS reader hands out
+    one object per distinct certificate, so a provider's messages share it); bounded."""
+    key = (id(cert), what)
+    entry = _PER_CERTIFICATE.get(key)
+    if entry is None or entry[0] is not cert:
+        if len(_PER_CERTIFICATE) > 1024:
+            _PER_CERTIFICATE.clear()
+        entry = _PER_CERTIFICATE[key] = (cert, compute())
+    return entry[1]
+
+
 def _legacy_deviation(requirement: str, message: str, cert) -> bool:
     if requirement == "SIG-04":
         key = cert.public_key()
@@ -135,8 +150,10 @@ def _record_for(msg: ParsedMessage, ctx: ValidationContext):
     cert = msg.signature.verification.signer_certificate if msg.signature else None
     if cert is None or ctx.index is None:
         return cert, []
-    der = cert.public_bytes(serialization.Encoding.DER)
-    return cert, ctx.index.records_for_certificate(der)
+    key = ("records", id(ctx.index))
+    if key not in msg.memo:
+        msg.memo[key] = ctx.index.records_for_certificate(cert.public_bytes(serialization.Encoding.DER))
+    return cert, msg.memo[key]
 
 
 @check("signature.from-certificate", ["SIG-03"], needs_body=False)
@@ -146,7 +163,7 @@ def check_from_certificate(msg: ParsedMessage, ctx: ValidationContext):
     if cert is None or not _pec(msg):
         return
     address = msg.address("from")
-    emails = [e.lower() for e in trust.certificate_emails(cert)]
+    emails = [e.lower() for e in _per_certificate(cert, "emails", lambda: trust.certificate_emails(cert))]
     if address not in emails:
         yield failed("SIG-03", "From address is not the certificate's e-mail address",
                      expected=" | ".join(emails) or "an rfc822Name in the certificate", actual=address)
@@ -163,7 +180,8 @@ def check_certificate_profile(msg: ParsedMessage, ctx: ValidationContext):
     if cert is None or not _pec(msg):
         return
     name = records[0].provider_name if records else None
-    issues = trust.certificate_profile_issues(cert, provider_name=name)
+    issues = _per_certificate(cert, ("profile", name),
+                              lambda: trust.certificate_profile_issues(cert, provider_name=name))
     legacy = cert.not_valid_before_utc < LEGACY_PROFILE_UNTIL
     failing, softened = False, set()
     for issue in issues:

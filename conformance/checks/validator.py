@@ -46,14 +46,19 @@ class ValidationResult:
 _LEVELS: dict[str, str] = {}
 
 
+_LEVEL_OF: dict[tuple[str, ...], str] = {}
+
+
 def _level(requirements: tuple[str, ...]) -> str:
+    found = _LEVEL_OF.get(requirements)
+    if found is not None:
+        return found
     if not _LEVELS:
         _LEVELS.update({r.id: r.level for r in load_catalogue()})
-    for rid in requirements:
-        level = _LEVELS.get(rid)
-        if level is not None:
-            return level
-    return ""
+    found = next((_LEVELS[rid] for rid in requirements if rid in _LEVELS), "")
+    if len(_LEVEL_OF) < 4096:
+        _LEVEL_OF[requirements] = found
+    return found
 
 
 def validate_parsed(msg: ParsedMessage, context: ValidationContext | None = None, *,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from email.header import Header, decode_header, make_header
 from email.message import Message
 from email.policy import compat32
+from email.utils import collapse_rfc2231_value
 from functools import cached_property
 
 from .constants import MAX_HEADER_LINE, MAX_MIME_DEPTH
@@ -316,13 +317,27 @@ class MimeNode:
     def _params(self) -> dict[str, dict[str, object]]:
         return {}
 
+    def _param_tables(self, header: str) -> tuple[dict, dict]:
+        """The parameters of a field, parsed once (the stdlib parses the whole field on every get_param):
+        by last occurrence (what `param` has always answered) and by first (what get_param answers)."""
+        tables = self._params.get(header)
+        if tables is None:
+            items = (self.headers.get_params(header=header) or [])[1:]
+            first: dict = {}
+            for k, v in items:
+                first.setdefault(k.lower(), v)
+            tables = ({k.lower(): v for k, v in items}, first)
+            self._params[header] = tables
+        return tables
+
+    @property
+    def boundary(self) -> str | None:
+        """As Message.get_boundary, from the parsed parameters."""
+        value = self._param_tables("content-type")[1].get("boundary")
+        return None if value is None else collapse_rfc2231_value(value).rstrip()
+
     def param(self, name: str, header: str = "content-type") -> str | None:
-        table = self._params.get(header)
-        if table is None:
-            # get_param parses the whole field on every call: parse each field once.
-            table = {k.lower(): v for k, v in (self.headers.get_params(header=header) or [])[1:]}
-            self._params[header] = table
-        value = table.get(name.lower())
+        value = self._param_tables(header)[0].get(name.lower())
         if value is None or value is False:
             return None
         if isinstance(value, tuple):  # RFC 2231
@@ -351,8 +366,20 @@ class MimeNode:
 
     @property
     def charset(self) -> str | None:
-        cs = self.headers.get_content_charset()
-        return cs.lower() if cs else None
+        """As Message.get_content_charset (lower-cased), from the parsed parameters."""
+        cs = self._param_tables("content-type")[1].get("charset")
+        if cs is None:
+            return None
+        if isinstance(cs, tuple):  # RFC 2231
+            try:
+                cs = str(cs[2].encode("raw-unicode-escape"), cs[0] or "us-ascii")
+            except (LookupError, UnicodeError):
+                cs = cs[2]
+        try:
+            cs.encode("us-ascii")
+        except UnicodeError:
+            return None
+        return cs.lower() or None
 
     def decoded(self) -> bytes:
         """Body with the transfer encoding removed; raises MimeError on broken base64."""
@@ -399,7 +426,7 @@ def _walk(src: bytes, start: int, end: int, depth: int) -> MimeNode:
     headers = parse_headers(src[start:body_start])
     node = MimeNode(src=src, start=start, body_start=body_start, end=end, headers=headers, depth=depth)
     if node.maintype == "multipart":
-        boundary = headers.get_boundary()
+        boundary = node.boundary
         if boundary:
             spans, closed = split_multipart(src, boundary, body_start, end)
             node.closed = closed

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from email.message import Message
-from email.utils import getaddresses
+from email.utils import getaddresses, parsedate_to_datetime
 
 from lxml import etree
 
@@ -116,6 +116,10 @@ class ParsedMessage:
     captured: bool = False  # bytes exactly as received over SMTP by the run (decision D35)
     problems: list[Problem] = field(default_factory=list)
     _address_cache: dict = field(default_factory=dict, repr=False)
+    _field_index: dict | None = field(default=None, repr=False)
+    _field_cache: dict = field(default_factory=dict, repr=False)
+    _subject: str | None = field(default=None, repr=False)
+    memo: dict = field(default_factory=dict, repr=False)  # what several checks derive from the same message
     _original_headers: Message | None = field(default=None, repr=False)
     _original_read: bool = field(default=False, repr=False)
 
@@ -131,24 +135,45 @@ class ParsedMessage:
                     self._original_headers = None
         return self._original_headers
 
+    def _values(self, name: str) -> list[str]:
+        """Every value of a field, unfolded, as the stdlib accessors give them; the fields are indexed by
+        lower-case name once per message (the checks ask for the same fields many times)."""
+        if self._field_index is None:
+            index: dict[str, list[tuple[str, str]]] = {}
+            for field_name, value in (self.headers._headers if self.headers is not None else []):
+                index.setdefault(field_name.lower(), []).append((field_name, value))
+            self._field_index = index
+        key = name.lower()
+        found = self._field_cache.get(key)
+        if found is None:
+            fetch = self.headers.policy.header_fetch_parse if self.headers is not None else None
+            found = [re.sub(r"\r?\n[ \t]", " ", str(fetch(n, v))).strip() for n, v in self._field_index.get(key, ())]
+            self._field_cache[key] = found
+        return found
+
     def header(self, name: str) -> str | None:
         """First value of a header field, by case-insensitive name, unfolded."""
-        if self.headers is None:
-            return None
-        value = self.headers.get(name)
-        return None if value is None else re.sub(r"\r?\n[ \t]", " ", str(value)).strip()
+        values = self._values(name)
+        return values[0] if values else None
 
     def header_all(self, name: str) -> list[str]:
-        if self.headers is None:
-            return []
-        return [re.sub(r"\r?\n[ \t]", " ", str(v)).strip() for v in self.headers.get_all(name) or []]
+        return list(self._values(name))
 
     def addresses(self, *names: str) -> list[str]:
         """Lower-cased addr-specs of the named fields (To, Cc, From...), parsed once per message."""
         if names not in self._address_cache:
-            values = [v for name in names for v in self.header_all(name)]
-            self._address_cache[names] = [a.lower() for _, a in getaddresses(values) if a]
+            self._address_cache[names] = address_list([v for name in names for v in self.header_all(name)])
         return self._address_cache[names]
+
+    def date(self):
+        """The Date field as an aware or naive datetime, None when absent or unparsable (parsed once)."""
+        if "date" not in self.memo:
+            try:
+                value = self.header("date")
+                self.memo["date"] = parsedate_to_datetime(value) if value else None
+            except (TypeError, ValueError, IndexError, OverflowError):
+                self.memo["date"] = None
+        return self.memo["date"]
 
     def address(self, name: str) -> str:
         """The first addr-spec of a field, lower-cased ('' when absent)."""
@@ -160,11 +185,33 @@ class ParsedMessage:
 
     @property
     def subject(self) -> str:
-        return decode_text(self.header("subject"))
+        if self._subject is None:
+            self._subject = decode_text(self.header("subject"))
+        return self._subject
 
     @property
     def fatal(self) -> bool:
         return any(p.fatal for p in self.problems)
+
+
+# A plain address list: comma-separated `addr` or `Name <addr>` items, nothing the full parser is needed for
+# (quotes, comments, groups, escapes, encoded words).
+_PLAIN_LIST = re.compile(r"[^\"()\\:;=?]*")
+_PLAIN_ITEM = re.compile(r"\s*(?:[^<>@,]*<([^<>\s@,]+@[^<>\s@,]+)>|([^<>\s@,]+@[^<>\s@,]+))\s*")
+
+
+def address_list(values: list[str]) -> list[str]:
+    """Lower-cased addr-specs of address-list field values, as email.utils.getaddresses finds them; plain
+    lists are cut directly (the stdlib parser is the slowest part of reading header fields)."""
+    out: list[str] = []
+    for value in values:
+        if _PLAIN_LIST.fullmatch(value):
+            items = [_PLAIN_ITEM.fullmatch(item) for item in value.split(",")]
+            if all(items):
+                out.extend((m.group(1) or m.group(2)).lower() for m in items)
+                continue
+        out.extend(a.lower() for _, a in getaddresses([value]) if a)
+    return out
 
 
 def _line_ending(raw: bytes) -> str:
