@@ -843,6 +843,7 @@ def run_all(world: World, specs: list[Scenario], expectations: list[Expectation]
     results: dict[str, ScenarioResult] = {}
     lock = threading.Lock()
     queue = list(specs)
+    closed: list[bool] = []
 
     def worker():
         while True:
@@ -854,6 +855,8 @@ def run_all(world: World, specs: list[Scenario], expectations: list[Expectation]
                 progress(spec.id, "WAITING", None)
             r = run_scenario(world, spec, expectations)
             with lock:
+                if closed:
+                    return  # the run was stopped and its results already taken: this one is not in them
                 results[spec.id] = r
             if progress:
                 progress(spec.id, r.verdict, r)
@@ -879,6 +882,7 @@ def run_all(world: World, specs: list[Scenario], expectations: list[Expectation]
             pass  # a second Ctrl-C: stop waiting, write what there is
     with lock:
         done = dict(results)
+        closed.append(True)
     reason = world.cancel_reason or "the run was stopped"
     return [done[s.id] if s.id in done else not_run(s, reason) for s in specs
             if s.id in done or world.cancel.is_set()]
