@@ -30,6 +30,7 @@ from pathlib import Path
 
 from conformance.pec.constants import Kind
 from conformance.reference.faults import CATALOGUE, FAULTS, Fault
+from conformance.runner import TARGET_DOMAINS
 
 GOAL = 0.95
 PER_REQUIREMENT_SCENARIOS = 3  # scenarios per requirement a fault runs in, when it names none itself
@@ -93,6 +94,15 @@ def run_one(name: str, jobs: int) -> dict:
 # ------------------------------------------------------------------------------------------- per requirement
 
 
+def _made_by_target(event: dict) -> bool:
+    """A message the built-in target made (not one of the counterpart's it relayed to a user): its msgid is
+    in the target's domain, or it is an anomaly envelope (which keeps the received Message-ID)."""
+    if event.get("from") != "target" or not event.get("kind"):
+        return False
+    return event["kind"] == Kind.BUSTA_ANOMALIA.value or \
+        any((event.get("message_id") or "").rstrip(">").endswith("@" + d) for d in TARGET_DOMAINS)
+
+
 def judged_by(report: dict) -> dict[str, list[dict]]:
     """Requirement -> the scenarios of a run that gave it PASS, with what each cites, sends and costs."""
     from conformance.engine.core import SCENARIOS
@@ -101,7 +111,7 @@ def judged_by(report: dict) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     for s in report["scenarios"]:
         spec = SCENARIOS.get(s["id"])
-        kinds = {e["kind"] for e in s["events"] if e.get("kind")}
+        kinds = {e["kind"] for e in s["events"] if _made_by_target(e)}
         for rid, verdict in s["requirements"].items():
             if verdict == "PASS":
                 out.setdefault(rid, []).append({

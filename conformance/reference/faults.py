@@ -12,17 +12,21 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import UTC, timedelta
+from email.utils import format_datetime, parsedate_to_datetime
 
 from ..pec import daticert as dc
 from ..pec.build import Gestore
 from ..pec.constants import (
     DESTINATARIO_CERTIFICATO,
+    H_RICEVUTA,
     H_RIFERIMENTO,
     H_TIPO_RICEVUTA,
+    H_TRASPORTO,
     H_VERIFICA_SICUREZZA,
     Kind,
 )
-from ..pec.mime import CRLF, header_lines, split_entity, walk_entity
+from ..pec.mime import CRLF, MimeNode, header_lines, split_entity, text_part, walk_entity
 from ..pec.smime import resign, unsign
 
 # ---------------------------------------------------------------------------------------------
@@ -183,6 +187,126 @@ def _wrong_certificate_note(d: dc.DatiCert) -> dc.DatiCert:
     return replace(d, destinatari=[dc.Recipient(r.address, DESTINATARIO_CERTIFICATO) for r in d.destinatari])
 
 
+def _inner(fn: Callable[[bytes], bytes]):
+    """A change inside the signed content, signed again with the provider's own key."""
+    return lambda raw, g: resign(raw, fn, g.key, g.certificate, g.digest)
+
+
+def _map_parts(entity: bytes, fn: Callable[[MimeNode], bytes | None]) -> bytes:
+    """The entity with each non-multipart part passed through `fn` (None keeps it); multiparts rebuilt."""
+    node = walk_entity(entity)
+    if node.maintype != "multipart":
+        out = fn(node)
+        return entity if out is None else out
+    head, _ = split_entity(entity)
+    boundary = node.headers.get_boundary().encode()
+    out = bytearray(head)
+    for child in node.children:
+        out += b"--" + boundary + CRLF + _map_parts(child.raw, fn) + CRLF
+    out += b"--" + boundary + b"--" + CRLF
+    return bytes(out)
+
+
+def _texts(fn: Callable[[str, str], str], subtypes: tuple[str, ...] = ("plain", "html")):
+    """Rewrite the human-readable text (plain and HTML) of a message, kept in ISO-8859-1 quoted-printable."""
+    def leaf(node: MimeNode) -> bytes | None:
+        sub = node.content_type.partition("/")[2]
+        if node.maintype != "text" or sub not in subtypes:
+            return None
+        return text_part(fn(node.text(), sub), sub, node.charset or "iso-8859-1")
+    return _inner(lambda inner: _map_parts(inner, leaf))
+
+
+def _recode_text(charset: str | None = None, encoding: str | None = None):
+    """The text parts in another charset or transfer encoding, their words unchanged."""
+    def leaf(node: MimeNode) -> bytes | None:
+        if node.maintype != "text":
+            return None
+        cs = charset or node.charset or "iso-8859-1"
+        sub = node.content_type.partition("/")[2]
+        if encoding is None:
+            return text_part(node.text(), sub, cs)
+        body = node.text().encode(cs)
+        return (f'Content-Type: text/{sub}; charset="{cs}"\r\nContent-Transfer-Encoding: {encoding}\r\n'
+                f"Content-Disposition: inline\r\n\r\n").encode() + body.replace(b"\r\n", b"\n").replace(b"\n", CRLF)
+    return _inner(lambda inner: _map_parts(inner, leaf))
+
+
+def _plain_only(inner: bytes) -> bytes:
+    """multipart/alternative text reduced to its text/plain part."""
+    def fix(entity: bytes) -> bytes:
+        node = walk_entity(entity)
+        if node.content_type == "multipart/alternative":
+            return node.children[0].raw
+        if node.maintype != "multipart":
+            return entity
+        head, _ = split_entity(entity)
+        boundary = node.headers.get_boundary().encode()
+        out = bytearray(head)
+        for child in node.children:
+            out += b"--" + boundary + CRLF + fix(child.raw) + CRLF
+        return bytes(out + b"--" + boundary + b"--" + CRLF)
+    return fix(inner)
+
+
+def _no_text(inner: bytes) -> bytes:
+    return _drop_mime_part(inner, lambda p: p.lower().startswith(b"content-type: multipart/alternative")
+                           or p.lower().startswith(b"content-type: text/"))
+
+
+def _xml_first(inner: bytes) -> bytes:
+    """The parts of multipart/mixed in reverse order: the XML (or original) before the text."""
+    node = walk_entity(inner)
+    head, _ = split_entity(inner)
+    boundary = node.headers.get_boundary().encode()
+    out = bytearray(head)
+    for child in reversed(node.children):
+        out += b"--" + boundary + CRLF + child.raw + CRLF
+    return bytes(out + b"--" + boundary + b"--" + CRLF)
+
+
+def _shift_date(seconds: int):
+    def fn(raw: bytes, g: Gestore) -> bytes:
+        when = parsedate_to_datetime(get_header(raw, "Date") or "")
+        return set_header(raw, "Date", format_datetime(when + timedelta(seconds=seconds)))
+    return fn
+
+
+def _rename_original(inner: bytes) -> bytes:
+    return inner.replace(b'name="postacert.eml"', b'name="messaggio.eml"')
+
+
+def _text_subject_changed(text: str, sub: str) -> str:
+    return re.sub(r'(il messaggio(?:<br>)?\s*(?:"|&quot;))(.*?)("|&quot;)', r"\1Altro oggetto\3", text, count=1)
+
+
+def _text_english(text: str, sub: str) -> str:
+    return text.replace("Il giorno", "On", 1).replace("alle ore", "at", 1).replace(
+        "Identificativo messaggio", "Message identifier", 1)
+
+
+def _text_iso_date(text: str, sub: str) -> str:
+    return re.sub(r"(\d{2})/(\d{2})/(\d{4})", r"\3-\2-\1", text, count=1)
+
+
+def _text_without(prefix: str):
+    def fn(text: str, sub: str) -> str:
+        return re.sub(rf"(?m)^{re.escape(prefix)}[^\r\n]*(\r?\n)?", "", text)
+    return fn
+
+
+def _remote_image(text: str, sub: str) -> str:
+    return text.replace("<body>", '<body><img src="http://logo.pec.riferimento.test/logo.png">', 1)
+
+
+def _utc(d: dc.DatiCert) -> dc.DatiCert:
+    instant = d.instant
+    if instant is None:
+        return d
+    utc = instant.astimezone(UTC)
+    return replace(d, zona="+0000", giorno=utc.strftime("%d/%m/%Y"), ora=utc.strftime("%H:%M:%S"))
+
+
 FAULTS: tuple[Fault, ...] = (
     # ---------------------------------------------------------------- access point
     Fault("acc-no-accettazione", "access", ("ACC-12",), "FAIL", "no acceptance receipt is sent to the sender"),
@@ -313,6 +437,132 @@ FAULTS: tuple[Fault, ...] = (
     Fault("dlv-variant-mislabelled", "delivery", ("CON-17",), "FAIL",
           "a concise receipt's daticert names ricevuta tipo=completa whatever was asked",
           (Kind.CONSEGNA_SINTETICA,), daticert=lambda d: replace(d, ricevuta="completa")),
+    # ---------------------------------------------------------------- message form, one deviation each
+    Fault("env-no-x-trasporto", "access", ("ENV-02",), "FAIL", "envelope without X-Trasporto",
+          (Kind.BUSTA_TRASPORTO,), message=_drop(H_TRASPORTO)),
+    Fault("acc-two-type-headers", "access", ("GEN-04",), "FAIL",
+          "the acceptance receipt carries X-Trasporto besides X-Ricevuta", (Kind.ACCETTAZIONE,),
+          message=lambda raw, g: set_header(raw, H_TRASPORTO, "posta-certificata")),
+    Fault("acc-english-ricevuta", "access", ("FMT-19",), "FAIL",
+          "acceptance X-Ricevuta value in English (accepted)", (Kind.ACCETTAZIONE,),
+          message=lambda raw, g: set_header(raw, H_RICEVUTA, "accepted")),
+    Fault("env-date-after-acceptance", "access", ("ENV-03",), "FAIL",
+          "envelope Date taken when the envelope is built, a minute after the acceptance instant",
+          (Kind.BUSTA_TRASPORTO,), message=_shift_date(60)),
+    Fault("acc-date-later", "access", ("TIM-02",), "FAIL",
+          "acceptance receipt Date two minutes after the event its daticert reports", (Kind.ACCETTAZIONE,),
+          message=_shift_date(120)),
+    Fault("acc-clock-unset", "access", ("GEN-06",), "FAIL",
+          "acceptance receipt Date from a clock that was never set (1 January 1970)", (Kind.ACCETTAZIONE,),
+          message=lambda raw, g: set_header(raw, "Date", "Thu, 01 Jan 1970 01:00:00 +0100")),
+    Fault("env-sender-header", "access", ("ENV-06",), "FAIL", "envelope with a Sender field other than From",
+          (Kind.BUSTA_TRASPORTO,), message=lambda raw, g: set_header(raw, "Sender", "smtp@pec.riferimento.test")),
+    Fault("env-no-reply-to", "access", ("ENV-07",), "FAIL", "envelope without Reply-To",
+          (Kind.BUSTA_TRASPORTO,), message=_drop("Reply-To")),
+    Fault("env-no-cc", "access", ("ENV-01",), "FAIL", "envelope drops the original's Cc field",
+          (Kind.BUSTA_TRASPORTO,), message=_drop("Cc")),
+    Fault("env-msgid-other", "access", ("ENV-08",), "FAIL",
+          "envelope Message-ID differs from the identificativo of its daticert", (Kind.BUSTA_TRASPORTO,),
+          message=lambda raw, g: set_header(raw, "Message-ID", "<opec.altro.0000@pec.riferimento.test>")),
+    Fault("env-no-riferimento", "access", ("ENV-09",), "FAIL", "envelope without X-Riferimento-Message-ID",
+          (Kind.BUSTA_TRASPORTO,), message=_drop(H_RIFERIMENTO)),
+    Fault("env-text-no-msgid", "access", ("ENV-11",), "FAIL", "envelope text without the PEC msgid line",
+          (Kind.BUSTA_TRASPORTO,), message=_texts(_text_without("Identificativo messaggio"))),
+    Fault("env-no-ricevuta", "access", ("ENV-13",), "FAIL", "envelope daticert without ricevuta",
+          (Kind.BUSTA_TRASPORTO,), daticert=lambda d: replace(d, ricevuta=None)),
+    Fault("acc-xml-before-text", "access", ("FMT-01",), "FAIL", "acceptance receipt with the XML before the text",
+          (Kind.ACCETTAZIONE,), message=_inner(_xml_first)),
+    Fault("acc-text-8bit", "access", ("FMT-02",), "FAIL", "acceptance text sent 8bit with octets above 127",
+          (Kind.ACCETTAZIONE,), message=_recode_text(encoding="8bit")),
+    Fault("acc-text-utf8", "access", ("FMT-03",), "FAIL", "acceptance text in UTF-8 instead of ISO-8859-1",
+          (Kind.ACCETTAZIONE,), message=_recode_text(charset="utf-8")),
+    Fault("acc-html-remote-image", "access", ("FMT-04",), "FAIL", "acceptance HTML text loads a remote image",
+          (Kind.ACCETTAZIONE,), message=_texts(_remote_image, ("html",))),
+    Fault("env-original-misnamed", "access", ("FMT-05",), "FAIL", "the envelope's original is named messaggio.eml",
+          (Kind.BUSTA_TRASPORTO,), message=_inner(_rename_original)),
+    Fault("acc-errore-outside-dtd", "access", ("FMT-07",), "FAIL",
+          "acceptance daticert errore value outside the DTD (nessun-errore)", (Kind.ACCETTAZIONE,),
+          daticert=lambda d: replace(d, errore="nessun-errore")),
+    Fault("acc-iso-giorno", "access", ("FMT-11",), "FAIL", "acceptance daticert giorno as yyyy-mm-dd",
+          (Kind.ACCETTAZIONE,), daticert=lambda d: replace(d, giorno="-".join(reversed(d.giorno.split("/"))))),
+    Fault("acc-msgid-is-pec-id", "access", ("FMT-13",), "FAIL",
+          "acceptance daticert msgid holds the PEC msgid, not the client's", (Kind.ACCETTAZIONE,),
+          daticert=lambda d: replace(d, msgid=f"&lt;{d.identificativo}&gt;")),
+    Fault("acc-identificativo-brackets", "access", ("FMT-24",), "FAIL",
+          "acceptance daticert identificativo in angle brackets", (Kind.ACCETTAZIONE,),
+          daticert=lambda d: replace(d, identificativo=f"<{d.identificativo.strip('<>')}>")),
+    Fault("dlv-completa-no-ricevuta", "delivery", ("FMT-14",), "FAIL", "complete receipt daticert without ricevuta",
+          (Kind.CONSEGNA_COMPLETA,), daticert=lambda d: replace(d, ricevuta=None)),
+    Fault("dlv-mancata-no-errore-esteso", "delivery", ("FMT-17",), "FAIL",
+          "non-delivery daticert without errore-esteso", (Kind.MANCATA_CONSEGNA,),
+          daticert=lambda d: replace(d, errore_esteso=None)),
+    Fault("acc-text-other-subject", "access", ("FMT-20",), "FAIL",
+          "acceptance text names another subject than its daticert", (Kind.ACCETTAZIONE,),
+          message=_texts(_text_subject_changed)),
+    Fault("acc-text-plain-only", "access", ("FMT-25",), "WARN", "acceptance text is text/plain only",
+          (Kind.ACCETTAZIONE,), message=_inner(_plain_only)),
+    Fault("acc-text-english", "access", ("TXT-01",), "WARN", "acceptance text in English",
+          (Kind.ACCETTAZIONE,), message=_texts(_text_english)),
+    Fault("acc-text-iso-date", "access", ("TIM-04",), "FAIL", "acceptance text date as yyyy-mm-dd",
+          (Kind.ACCETTAZIONE,), message=_texts(_text_iso_date)),
+    Fault("acc-utc-daticert", "access", ("TIM-03",), "FAIL", "acceptance daticert time in UTC (+0000)",
+          (Kind.ACCETTAZIONE,), daticert=_utc),
+    Fault("env-from-not-service-address", "access", ("GEN-09",), "FAIL",
+          "envelope From is a mailbox other than the service address", (Kind.BUSTA_TRASPORTO,),
+          message=lambda raw, g: set_header(raw, "From", (get_header(raw, "From") or "").replace(
+              g.service_address, "pec@" + g.service_address.partition("@")[2]))),
+    Fault("acc-from-other-address", "access", ("SIG-03",), "FAIL",
+          "acceptance From differs from the signing certificate's address", (Kind.ACCETTAZIONE,),
+          message=lambda raw, g: set_header(raw, "From", "ricevute@" + g.service_address.partition("@")[2])),
+    Fault("acc-no-text", "access", ("ACC-13",), "FAIL", "acceptance receipt without a text part",
+          (Kind.ACCETTAZIONE,), message=_inner(_no_text)),
+    Fault("env-msgid-no-domain", "access", ("ACC-15",), "FAIL", "envelope Message-ID without a domain part",
+          (Kind.BUSTA_TRASPORTO,), message=lambda raw, g: set_header(raw, "Message-ID", (
+              get_header(raw, "Message-ID") or "").replace("@", ".", 1))),
+    Fault("acc-destinatari-partial", "access", ("MUL-01",), "FAIL",
+          "acceptance daticert lists only the first recipient", (Kind.ACCETTAZIONE,),
+          daticert=lambda d: replace(d, destinatari=d.destinatari[:1])),
+    Fault("env-destinatari-partial", "access", ("MUL-08", "GEN-02"), "FAIL",
+          "envelope daticert lists only the first of its To and Cc recipients", (Kind.BUSTA_TRASPORTO,),
+          daticert=lambda d: replace(d, destinatari=d.destinatari[:1])),
+    Fault("dlv-consegna-no-text", "delivery", ("CON-07",), "FAIL", "delivery receipt without a text part",
+          (Kind.CONSEGNA_COMPLETA, Kind.CONSEGNA_BREVE, Kind.CONSEGNA_SINTETICA), message=_inner(_no_text)),
+    Fault("inc-presa-no-text", "incoming", ("RIC-12",), "FAIL", "presa in carico without a text part",
+          (Kind.PRESA_IN_CARICO,), message=_inner(_no_text)),
+    Fault("inc-presa-to-header-other", "incoming", ("IDX-11", "RIC-11"), "FAIL",
+          "presa in carico To names the sender instead of the sending provider's mailReceipt",
+          (Kind.PRESA_IN_CARICO,), message=lambda raw, g: set_header(raw, "To", "postmaster@pec.controparte.test")),
+    Fault("inc-rilevazione-with-original", "incoming", ("VIR-09",), "FAIL", "rilevazione virus carries the original",
+          (Kind.RILEVAZIONE_VIRUS,), message=_with_original),
+    Fault("trk-timeout-with-original", "tracking", ("TMO-10",), "FAIL", "timeout notices carry the original",
+          (Kind.PREAVVISO_12H, Kind.MANCATA_CONSEGNA_24H), message=_with_original),
+    Fault("dlv-mancata-subject-prefix", "delivery", ("CON-19",), "FAIL", "non-delivery subject prefix misspelt",
+          (Kind.MANCATA_CONSEGNA,), message=_prefix("AVVISO DI MANCATA CONSEGNA: ", "MANCATA CONSEGNA: ")),
+    Fault("dlv-completa-client-msgid", "delivery", ("CON-23",), "FAIL",
+          "the complete receipt's postacert.eml keeps the client Message-ID", (Kind.CONSEGNA_COMPLETA,),
+          message=_keep_client_msgid),
+    # ---------------------------------------------------------------- anomaly envelope
+    Fault("inc-anomaly-misprint", "incoming", ("ANO-04",), "FAIL", "anomaly header spelt X-Trasplorto: errore",
+          (Kind.BUSTA_ANOMALIA,), message=lambda raw, g: set_header(drop_header(raw, H_TRASPORTO),
+                                                                     "X-Trasplorto", "errore")),
+    Fault("inc-anomaly-new-msgid", "incoming", ("ANO-03",), "FAIL",
+          "anomaly envelope gets a Message-ID of its own instead of the received one", (Kind.BUSTA_ANOMALIA,),
+          message=lambda raw, g: set_header(raw, "Message-ID", f"<anomalia.0001@{g.domain}>")),
+    Fault("inc-anomaly-date-later", "incoming", ("ANO-05",), "FAIL",
+          "anomaly envelope Date an hour after the message arrived", (Kind.BUSTA_ANOMALIA,), message=_shift_date(3600)),
+    Fault("inc-anomaly-plain-from", "incoming", ("ANO-07",), "FAIL",
+          "anomaly From without the original sender in the display name", (Kind.BUSTA_ANOMALIA,),
+          message=lambda raw, g: set_header(raw, "From", g.service_address)),
+    Fault("inc-anomaly-no-reply-to", "incoming", ("ANO-08",), "FAIL",
+          "anomaly envelope adds no Reply-To for a message that had none", (Kind.BUSTA_ANOMALIA,),
+          message=_drop("Reply-To")),
+    Fault("inc-anomaly-unsigned", "incoming", ("ANO-12",), "FAIL", "anomaly envelopes are not signed",
+          (Kind.BUSTA_ANOMALIA,), message=lambda raw, g: unsign(raw)),
+    Fault("inc-anomaly-no-original", "incoming", ("ANO-02",), "FAIL",
+          "anomaly envelope without the received message", (Kind.BUSTA_ANOMALIA,), message=_no_original),
+    Fault("inc-anomaly-text-other-subject", "incoming", ("ANO-09",), "FAIL",
+          "anomaly text names another subject than the received message's", (Kind.BUSTA_ANOMALIA,),
+          message=_texts(_text_subject_changed)),
 )
 
 CATALOGUE: dict[str, Fault] = {f.name: f for f in FAULTS}
