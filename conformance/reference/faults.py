@@ -437,6 +437,10 @@ FAULTS: tuple[Fault, ...] = (
     Fault("dlv-variant-mislabelled", "delivery", ("CON-17",), "FAIL",
           "a concise receipt's daticert names ricevuta tipo=completa whatever was asked",
           (Kind.CONSEGNA_SINTETICA,), daticert=lambda d: replace(d, ricevuta="completa")),
+    Fault("inc-anomaly-text-no-sender", "incoming", ("ANO-09",), "FAIL",
+          "the anomaly envelope's text does not name the original sender", (Kind.BUSTA_ANOMALIA,),
+          message=_texts(lambda text, sub: re.sub(r'proveniente da (&quot;|")[^"&]*(&quot;|")',
+                                                  "proveniente da un mittente esterno", text))),
     # ---------------------------------------------------------------- message form, one deviation each
     Fault("env-no-x-trasporto", "access", ("ENV-02",), "FAIL", "envelope without X-Trasporto",
           (Kind.BUSTA_TRASPORTO,), message=_drop(H_TRASPORTO)),

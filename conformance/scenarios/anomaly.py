@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import re
 import time
-from email.utils import parseaddr, parsedate_to_datetime
+from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
 from ..counterpart import forge
-from ..engine.core import Captured, ScenarioContext, Skip, scenario
+from ..engine.core import Blocked, Captured, ScenarioContext, Skip, scenario
 from ..pec.constants import Kind
 from ..pec.mime import CRLF, split_entity, walk_entity
 from ..pec.parse import parse_message
 from ..pec.smime import sign_entity, split_signed
-from .incoming import first_in_mailbox, nothing_back, same_message
+from .incoming import QUIET, nothing_back, same_message
 
 PREFIX = "ANOMALIA MESSAGGIO: "
 NOTHING_BACK = ("ANO-13", "CON-03", "RIC-14", "SIG-14")
@@ -25,7 +25,9 @@ NOTHING_BACK = ("ANO-13", "CON-03", "RIC-14", "SIG-14")
 def expect_anomaly(ctx: ScenarioContext, sent: bytes, *, senders: set[str], reqs=(), sent_at: float,
                    index: int = 0) -> Captured | None:
     """The user's mailbox holds the received message inside a correct anomaly envelope."""
-    arrived = first_in_mailbox(ctx, index, list(Kind))  # the anomaly, or whatever came instead
+    end = ctx.deadline(20)  # the anomaly, or whatever came instead (not the control's envelope)
+    while not (arrived := [c for c in ctx.mailbox(index) if _not_control(c)]) and time.monotonic() < end:
+        ctx.pause(0.1)
     got = [c for c in arrived if c.message.kind is Kind.BUSTA_ANOMALIA]
     ctx.verdict((*reqs, "ANO-01"), len(got) == 1, "the message reaches the user inside an anomaly envelope",
                 expected="1 busta di anomalia", actual=str(len(got)))
@@ -65,30 +67,47 @@ def expect_anomaly(ctx: ScenarioContext, sent: bytes, *, senders: set[str], reqs
         lag = None
     ctx.verdict("ANO-05", lag is not None and lag <= ctx.seconds(60), "Date: the arrival time of the message",
                 expected="within 60 s of the SMTP transaction", actual=m.header("date"))
+    _text_items(ctx, m, original, senders, got[0].evidence)
     return got[0]
 
 
-def _outcome(ctx: ScenarioContext, code: int, sent: bytes, *, senders: set[str], reqs, sent_at: float) -> None:
+def _text_items(ctx: ScenarioContext, m, original, senders: set[str], evidence: str) -> None:
+    """ANO-09 beyond the date and subject the validator checks: the sender, the recipients, that the message
+    was not certified and why, and that the original is attached."""
+    text = " ".join((m.text_plain or m.text_html or "").split()).lower()
+    recipients = [a.lower() for f in ("to", "cc") for _, a in getaddresses(original.header_all(f)) if a]
+    missing = [f"sender ({' | '.join(sorted(senders))})"] if not any(a in text for a in senders) else []
+    missing += [f"recipient {a}" for a in recipients if a not in text]
+    missing += ["that the data were not certified, and why"] if "certificat" not in text else []
+    missing += ["that the original is attached"] if "allegat" not in text else []
+    ctx.verdict("ANO-09", not missing, "the anomaly text names sender and recipients, says the message was not "
+                "certified and why, and that the original is attached", expected="all of them",
+                actual="missing: " + ", ".join(missing) if missing else "all present", evidence=evidence)
+
+
+def _outcome(ctx: ScenarioContext, code: int, sent: bytes, *, senders: set[str], reqs,
+             sent_at: float) -> Captured | None:
     """Accepted: an anomaly envelope is due; refused: correct only when the target declares it refuses
     ordinary mail (decision D15)."""
     policy = ctx.world.profile.capability("ordinary_mail")
     if 200 <= code < 300:
-        expect_anomaly(ctx, sent, senders=senders, reqs=reqs, sent_at=sent_at)
+        anomaly = expect_anomaly(ctx, sent, senders=senders, reqs=reqs, sent_at=sent_at)
         if policy == "refuse":
             ctx.info(("ANO-15", *reqs), "declared to refuse ordinary mail, but forwarded it in an anomaly envelope",
                      decision="D15")
-    else:
-        ctx.verdict(("ANO-15", "ANO-01", *reqs), policy == "refuse",
-                    "refused at SMTP level: correct only for a target that declares it refuses ordinary mail",
-                    decision="D15", expected="anomaly envelope" if policy != "refuse" else "SMTP refusal",
-                    actual=f"SMTP {code}; ordinary_mail = {policy}")
+        return anomaly
+    ctx.verdict(("ANO-15", "ANO-01", *reqs), policy == "refuse" and 500 <= code < 600,
+                "refused at SMTP level: correct only for a target that declares it refuses ordinary mail",
+                decision="D15", expected="anomaly envelope" if policy != "refuse" else "SMTP 5xx refusal",
+                actual=f"SMTP {code}; ordinary_mail = {policy}")
+    return None
 
 
 @scenario("anomaly.ordinary-mail", "Ordinary mail to a PEC mailbox",
           "An ordinary Internet address writes to a target user (plain SMTP): the target wraps it in a signed "
           "anomaly envelope (or refuses it at SMTP level, as declared, D15); nothing is certified and no receipt "
           "goes anywhere.",
-          ["ANO-01", "ANO-02", "ANO-03", "ANO-04", "ANO-05", "ANO-06", "ANO-07", "ANO-08", "ANO-10", "ANO-12",
+          ["ANO-01", "ANO-02", "ANO-03", "ANO-04", "ANO-05", "ANO-06", "ANO-07", "ANO-08", "ANO-09", "ANO-10", "ANO-12",
            "ANO-13", "ANO-15", "RIC-15"], needs=("ordinary_mail",))
 def ordinary_mail(ctx: ScenarioContext) -> None:
     sender = ctx.outsider(0)
@@ -96,11 +115,16 @@ def ordinary_mail(ctx: ScenarioContext) -> None:
                          message_id=f"<{ctx.token}.ordinaria@{sender.rpartition('@')[2]}>")
     sent_at = time.time()
     code = ctx.inject(raw, [ctx.user(0)], mail_from=sender, origin="ordinary", starttls=False, label="ordinary")
-    _outcome(ctx, code, raw, senders={sender.lower()}, reqs=("RIC-15",), sent_at=sent_at)
+    anomaly = _outcome(ctx, code, raw, senders={sender.lower()}, reqs=(), sent_at=sent_at)
+    ctx.info("RIC-15", f"ordinary mail offered to the incoming point: SMTP {code}, "
+                       f"{'an anomaly envelope' if anomaly else 'no anomaly envelope'} for the user")
+    if anomaly is None:
+        ctx.info(("ANO-13", "CON-03"), "not applicable: no anomaly envelope was made for the message")
+        return
     delivered = ctx.mailbox(0, [k for k in Kind if k is not Kind.BUSTA_ANOMALIA])
     ctx.verdict("ANO-01", not delivered, "ordinary mail never reaches the user as certified mail",
                 actual=", ".join(str(c.message.kind) for c in delivered) or "nothing else")
-    nothing_back(ctx, ("ANO-13", "CON-03"), "no presa in carico and no consegna for ordinary mail", allowed=())
+    nothing_back(ctx, ("ANO-13", "CON-03"), "no presa in carico and no consegna for the anomaly", allowed=())
     outside = [r for r in list(ctx.world.ordinary.received) if ctx.token.encode() in r.raw]
     ctx.verdict("ANO-13", not outside, "nothing is sent back to the ordinary sender's domain",
                 actual=f"{len(outside)} message(s)")
@@ -110,19 +134,47 @@ def ordinary_mail(ctx: ScenarioContext) -> None:
 # Envelopes that fail the signature tests (existence, origin, validity)
 
 
+CONTROL = "[controllo]"
+
+
+def _not_control(item) -> bool:
+    return CONTROL not in item.message.subject
+
+
 def _forged(ctx: ScenarioContext, make, reqs: tuple[str, ...]) -> None:
     creds = ctx.world.counterpart_credentials
     rcpt = ctx.user(0)
+    # The positive control: the same envelope, correctly signed, is delivered as certified mail.
+    good, gt = forge.envelope(creds, ctx.original(rcpt, sender=ctx.peer(0), subject=f"Busta corretta {CONTROL}"))
+    code = ctx.inject(good, [rcpt], mail_from=gt.mittente, label="envelope-control")
+    if not (200 <= code < 300 and ctx.wait_mailbox(0, Kind.BUSTA_TRASPORTO, within=15,
+                                                   where=lambda c: CONTROL in c.message.subject)):
+        raise Blocked(None, f"the same envelope correctly signed was not delivered as certified mail (SMTP {code})")
     raw, t = forge.envelope(creds, ctx.original(rcpt, sender=ctx.peer(0)))
     forged = make(raw)
     sent_at = time.time()
     code = ctx.inject(forged, [rcpt], mail_from=t.mittente, label="forged")
     senders = {creds.service_address.lower(), t.mittente.lower()}
-    _outcome(ctx, code, forged, senders=senders, reqs=(*reqs, "RIC-14"), sent_at=sent_at)
-    as_pec = ctx.mailbox(0, [Kind.BUSTA_TRASPORTO])
-    ctx.verdict((*reqs, "RIC-14", "SIG-14"), not as_pec, "the envelope that fails the signature tests is not "
-                "delivered as certified mail", expected="no busta di trasporto", actual=f"{len(as_pec)} delivered")
-    nothing_back(ctx, (*NOTHING_BACK, *reqs), "no presa in carico and no consegna for it", allowed=())
+    anomaly = _outcome(ctx, code, forged, senders=senders, reqs=(*reqs, "RIC-14"), sent_at=sent_at)
+    as_pec = [c for c in ctx.mailbox(0, [Kind.BUSTA_TRASPORTO]) if _not_control(c)]
+    ctx.verdict((*reqs, "RIC-14", "SIG-14", "RIC-03"), not as_pec, "the envelope that fails the signature tests is "
+                "not delivered as certified mail (the correctly signed one was)", expected="no busta di trasporto",
+                actual=f"{len(as_pec)} delivered")
+    _nothing_back(ctx, anomaly, (*reqs, "RIC-14", "SIG-14", "RIC-03"))
+
+
+def _nothing_back(ctx: ScenarioContext, anomaly: Captured | None, reqs: tuple[str, ...]) -> None:
+    """No presa in carico and no consegna for it (the control's own acknowledgements aside). ANO-13 and CON-03
+    are about anomaly envelopes: judged only when one was made."""
+    reqs = (*reqs, *NOTHING_BACK) if anomaly is not None else reqs
+    if anomaly is None:
+        ctx.info(("ANO-13", "CON-03"), "not applicable: no anomaly envelope was made for the message")
+    ctx.pause(ctx.seconds(QUIET))
+    back = [r for r in ctx.counterpart_got() if _not_control(r)]
+    for kind in {r.message.kind for r in back}:
+        ctx.wait_counterpart(kind, count=0, within=0)  # captured as evidence, judged
+    ctx.verdict(tuple(dict.fromkeys(reqs)), not back, "no presa in carico and no consegna for it", expected="nothing",
+                actual=", ".join(f"{r.message.kind} to {', '.join(r.rcpts)}" for r in back) or "nothing")
 
 
 def _key(ctx: ScenarioContext, name: str):
@@ -132,13 +184,13 @@ def _key(ctx: ScenarioContext, name: str):
     return material
 
 
-_RIC = ["RIC-14", "SIG-14", "ANO-01", "ANO-02", "ANO-10", "ANO-13", "CON-03"]
+_RIC = ["RIC-14", "SIG-14", "RIC-03", "ANO-01", "ANO-02", "ANO-09", "ANO-10", "ANO-13", "CON-03"]
 
 
 @scenario("anomaly.unsigned", "An envelope without its signature",
           "The counterpart sends a correct envelope with its S/MIME layer removed: it is ordinary mail "
           "(existence test): an anomaly envelope for the user, no presa in carico, no consegna.",
-          ["RIC-03", "RIC-04", *_RIC])
+          ["RIC-04", *_RIC])
 def unsigned(ctx: ScenarioContext) -> None:
     _forged(ctx, forge.unsigned, ("RIC-04",))
 
@@ -162,7 +214,7 @@ def tampered(ctx: ScenarioContext) -> None:
           ["RIC-05", "IDX-10", *_RIC])
 def unknown_signer(ctx: ScenarioContext) -> None:
     key, cert = _key(ctx, "foreign")
-    _forged(ctx, lambda raw: forge.signed_by(raw, key, cert), ("RIC-05",))
+    _forged(ctx, lambda raw: forge.signed_by(raw, key, cert), ("RIC-05", "IDX-10"))
 
 
 @scenario("anomaly.expired-certificate", "Signed with an expired certificate",
@@ -174,11 +226,11 @@ def expired(ctx: ScenarioContext) -> None:
 
 
 @scenario("anomaly.revoked-certificate", "Signed with a revoked certificate",
-          "A correct envelope signed by a counterpart certificate the CRL revokes (validity, RIC-07).",
-          ["RIC-06", "RIC-07", *_RIC])
+          "A correct envelope signed by a counterpart certificate the CRL (loaded before the run) revokes.",
+          ["RIC-06", *_RIC])
 def revoked(ctx: ScenarioContext) -> None:
     key, cert = _key(ctx, "revoked")
-    _forged(ctx, lambda raw: forge.signed_by(raw, key, cert), ("RIC-06", "RIC-07"))
+    _forged(ctx, lambda raw: forge.signed_by(raw, key, cert), ("RIC-06",))
 
 
 @scenario("anomaly.not-yet-valid", "Signed with a certificate not yet valid",
@@ -210,7 +262,7 @@ def without_daticert(envelope: bytes, key, certificate) -> bytes:
 @scenario("anomaly.malformed-signed", "Signed by a provider but not a correct envelope",
           "The counterpart validly signs an envelope whose daticert.xml was removed: the target must propagate "
           "it to the user in an anomaly envelope, whatever its ordinary-mail policy, and acknowledge nothing.",
-          ["ANO-14", "RIC-08", "ANO-01", "ANO-02", "ANO-10", "ANO-13", "CON-03"])
+          ["ANO-14", "RIC-08", "RIC-03", "ANO-01", "ANO-02", "ANO-09", "ANO-10", "ANO-13", "CON-03"])
 def malformed_signed(ctx: ScenarioContext) -> None:
     creds = ctx.world.counterpart_credentials
     rcpt = ctx.user(0)
@@ -220,10 +272,11 @@ def malformed_signed(ctx: ScenarioContext) -> None:
     code = ctx.inject(broken, [rcpt], mail_from=t.mittente, label="malformed")
     ctx.verdict(("ANO-14", "RIC-08"), 200 <= code < 300, "a message signed by a provider is accepted for "
                 "propagation", expected="250", actual=str(code))
+    anomaly = None
     if 200 <= code < 300:
-        expect_anomaly(ctx, broken, senders={creds.service_address.lower(), t.mittente.lower()},
-                       reqs=("ANO-14", "RIC-08"), sent_at=sent_at)
-    as_pec = ctx.mailbox(0, [Kind.BUSTA_TRASPORTO])
-    ctx.verdict("RIC-08", not as_pec, "the malformed envelope is not delivered as certified mail",
+        anomaly = expect_anomaly(ctx, broken, senders={creds.service_address.lower(), t.mittente.lower()},
+                                 reqs=("ANO-14", "RIC-08"), sent_at=sent_at)
+    as_pec = [c for c in ctx.mailbox(0, [Kind.BUSTA_TRASPORTO]) if _not_control(c)]
+    ctx.verdict(("RIC-08", "RIC-03"), not as_pec, "the malformed envelope is not delivered as certified mail",
                 actual=f"{len(as_pec)} delivered")
-    nothing_back(ctx, ("ANO-13", "CON-03", "RIC-08"), "no presa in carico and no consegna for it", allowed=())
+    _nothing_back(ctx, anomaly, ("RIC-08",))

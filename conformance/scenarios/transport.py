@@ -20,7 +20,7 @@ _TRACE = ("received", "return-path")
 
 
 class _Probe:
-    """An SMTP client session that keeps a transcript (evidence) and never sends a real password."""
+    """An SMTP client session that keeps a transcript (evidence); a real password only over TLS, never recorded."""
 
     def __init__(self, ctx: ScenarioContext, where: tuple[str, int], label: str, *, implicit: bool = False):
         self.ctx, self.label, self.lines = ctx, label, [f"connect {where[0]}:{where[1]}"]
@@ -66,7 +66,9 @@ class _Probe:
 
 @scenario("transport.starttls-access", "The access point wants TLS before AUTH",
           "A client connects to the access point in clear: STARTTLS is offered, AUTH (tried with a dummy "
-          "credential, never a real password) and mail are refused before it; after STARTTLS, AUTH is offered.",
+          "credential, never a real password) and mail are refused before it with a permanent error naming "
+          "the encryption or the authentication; after STARTTLS, AUTH is offered and the user's own login and a "
+          "mail transaction are accepted (the positive control).",
           ["SEC-02", "ACC-02", "SEC-07"])
 def starttls_access(ctx: ScenarioContext) -> None:
     p = ctx.world.profile
@@ -82,30 +84,63 @@ def starttls_access(ctx: ScenarioContext) -> None:
     probe = _Probe(ctx, p.access, "access-plain")
     try:
         probe.cmd("EHLO conformance.test")
-        offers = probe.has("starttls")
+        offers, auth_in_clear = probe.has("starttls"), probe.has("auth")
         ctx.verdict(("SEC-02", "ACC-02"), offers, "the submission service announces STARTTLS",
                     expected="250-STARTTLS", actual="announced" if offers else "not announced")
-        ctx.info("SEC-02", f"AUTH {'announced' if probe.has('auth') else 'not announced'} before TLS")
+        ctx.info("SEC-02", f"AUTH {'announced' if auth_in_clear else 'not announced'} before TLS")
         dummy = base64.b64encode(b"\0probe@conformance.invalid\0not-a-password").decode()
-        code, text = probe.cmd(f"AUTH PLAIN {dummy}", "AUTH PLAIN <dummy credential>")
-        if code == 334:
+        auth_code, auth_text = probe.cmd(f"AUTH PLAIN {dummy}", "AUTH PLAIN <dummy credential>")
+        if auth_code == 334:
             probe.cmd("*")
-        ctx.verdict("SEC-02", code >= 400 and code != 535,
-                    "AUTH is refused before TLS (not even checked against a password)",
-                    expected="530/538 encryption required", actual=f"{code} {text}")
-        code, text = probe.cmd(f"MAIL FROM:<{ctx.user(0)}>")
-        ctx.verdict(("SEC-02", "SEC-07"), code >= 400, "no mail transaction over a plain channel",
-                    decision="D30", expected="refused", actual=f"{code} {text}")
+        mail_code, mail_text = probe.cmd(f"MAIL FROM:<{ctx.user(0)}>")
         probe.cmd("RSET")
-        if offers:
-            code, text = probe.cmd("STARTTLS")
-            ctx.verdict("SEC-02", code == 220, "STARTTLS succeeds", expected="220", actual=f"{code} {text}")
-            if code == 220:
-                probe.cmd("EHLO conformance.test")
-                ctx.verdict("ACC-02", probe.has("auth"), "after STARTTLS the submission service offers AUTH",
-                            expected="250-AUTH", actual="announced" if probe.has("auth") else "not announced")
+        control = _control_after_tls(ctx, probe) if offers else "STARTTLS not offered"
     finally:
         probe.close()
+    if control is not None:
+        ctx.blocked(("SEC-02", "SEC-07"), f"no positive control: {control}; the refusals in clear prove nothing")
+        return
+    # Before TLS the credential must not even be looked at: 530/538 (encryption required), or AUTH not
+    # available at all (502-504) when it was not announced. 2xx/334 takes a login in clear; 535 checked it.
+    if auth_code in (530, 538) or (auth_code in (502, 503, 504) and not auth_in_clear):
+        ctx.verdict("SEC-02", True, "AUTH is refused before TLS (not even checked against a password)",
+                    expected="530/538 encryption required", actual=f"{auth_code} {auth_text}")
+    elif auth_code < 400 or auth_code == 535:
+        ctx.verdict("SEC-02", False, "AUTH is refused before TLS (not even checked against a password)",
+                    expected="530/538 encryption required", actual=f"{auth_code} {auth_text}")
+    else:
+        ctx.blocked("SEC-02", f"AUTH before TLS answered {auth_code} {auth_text[:80]}: a refusal for another cause")
+    if mail_code >= 500:
+        ctx.verdict(("SEC-02", "SEC-07"), True, "no mail transaction over a plain channel", decision="D30",
+                    expected="5xx", actual=f"{mail_code} {mail_text}")
+    elif mail_code < 400:
+        ctx.verdict(("SEC-02", "SEC-07"), False, "no mail transaction over a plain channel", decision="D30",
+                    expected="5xx", actual=f"{mail_code} {mail_text}")
+    else:
+        ctx.blocked(("SEC-02", "SEC-07"), f"MAIL FROM in clear answered {mail_code} {mail_text[:80]}: deferred, "
+                                          "not refused")
+
+
+def _control_after_tls(ctx: ScenarioContext, probe: _Probe) -> str | None:
+    """STARTTLS, then AUTH with the user's own login and a MAIL FROM: both accepted, or what failed."""
+    code, text = probe.cmd("STARTTLS")
+    ctx.verdict("SEC-02", code == 220, "STARTTLS succeeds", expected="220", actual=f"{code} {text}")
+    if code != 220:
+        return f"STARTTLS answered {code}"
+    probe.cmd("EHLO conformance.test")
+    ctx.verdict("ACC-02", probe.has("auth"), "after STARTTLS the submission service offers AUTH",
+                expected="250-AUTH", actual="announced" if probe.has("auth") else "not announced")
+    box = ctx.world.profile.mailboxes[0]
+    secret = box.secret()
+    if secret is None:
+        return f"no password for {box.address}"
+    login = base64.b64encode(f"\0{box.login}\0{secret}".encode()).decode()
+    code, text = probe.cmd(f"AUTH PLAIN {login}", "AUTH PLAIN <the user's credential, over TLS>")
+    if code != 235:
+        return f"AUTH over TLS answered {code} {text[:80]}"
+    code, text = probe.cmd(f"MAIL FROM:<{box.address}>")
+    probe.cmd("RSET")
+    return None if code == 250 else f"MAIL FROM after TLS and AUTH answered {code} {text[:80]}"
 
 
 def _session(ctx: ScenarioContext, probe: _Probe, what: str) -> None:
