@@ -329,6 +329,15 @@ class ScenarioContext:
         self.verdict(requirements, None, message, **kw)
 
     # -------------------------------------------------------------- not exercised
+    def skip(self, requirements: str | Iterable[str], reason: str) -> None:
+        """Record the requirements as SKIP (the target does not declare what judging them needs), and go on."""
+        reqs = (requirements,) if isinstance(requirements, str) else tuple(requirements)
+        self.findings.append(Finding(reqs, Verdict.SKIP, reason, check=f"scenario.{self.spec.id}"))
+
+    def has_timers(self) -> bool:
+        """The target declares its timers (scaled for a test run): only then may a scenario wait on them."""
+        return bool(self.world.profile.capability("timers", False))
+
     def judged(self) -> set[str]:
         """Requirements this scenario has already given a judgement (anything but INFO/SKIP)."""
         return {r for f in self.findings if str(f.verdict) not in ("INFO", "SKIP") for r in f.requirements}
