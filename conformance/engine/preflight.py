@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from ..checks.findings import Finding, Verdict
 from ..net.mailbox import MailboxError
+from ..net.smtp import BoundedSMTP, BoundedSMTP_SSL
 from .core import (
     Blocked,
     HarnessError,
@@ -57,9 +58,9 @@ def _smtp(world: World, point: str, address: tuple[str, int], tls: str, *, login
     timeout = max(5.0, 15.0 * world.multiplier)
     try:
         if tls == "implicit":
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(host, port, timeout=timeout, context=world.client_tls)
+            smtp: smtplib.SMTP = BoundedSMTP_SSL(host, port, timeout=timeout, context=world.client_tls)
         else:
-            smtp = smtplib.SMTP(host, port, timeout=timeout)
+            smtp = BoundedSMTP(host, port, timeout=timeout)
     except (OSError, smtplib.SMTPException) as exc:
         return f"{where} does not answer: {_reply(exc)}"
     try:

@@ -11,6 +11,7 @@ import base64
 import smtplib
 
 from ..engine.core import HarnessError, ScenarioContext, scenario
+from ..net.smtp import BoundedSMTP, BoundedSMTP_SSL
 from ..pec.build import rewrite_original
 from ..pec.constants import H_RIFERIMENTO, Kind
 from ..pec.mime import split_entity
@@ -24,7 +25,7 @@ class _Probe:
 
     def __init__(self, ctx: ScenarioContext, where: tuple[str, int], label: str, *, implicit: bool = False):
         self.ctx, self.label, self.lines = ctx, label, [f"connect {where[0]}:{where[1]}"]
-        cls = smtplib.SMTP_SSL if implicit else smtplib.SMTP
+        cls = BoundedSMTP_SSL if implicit else BoundedSMTP  # deadlines and reply caps: the target may be hostile
         kwargs = {"context": ctx.world.client_tls} if implicit else {}
         try:
             self.smtp = cls(where[0], where[1], timeout=ctx.seconds(15), **kwargs)
