@@ -110,8 +110,14 @@ def check_text_data(msg: ParsedMessage, ctx: ValidationContext):
         yield info(("TXT-01", "FMT-21"), "text wording differs from the Italian phrasing of deployed providers",
                    decision="D19")
     else:
-        yield passed(("TXT-01", "FMT-21"), "data items in the Italian phrasing ('Il giorno ... alle ore ...')",
-                     decision="D19")
+        # FMT-21 is descriptive (INFO); TXT-01 asks for every data item in the Italian phrasing.
+        yield info("FMT-21", "data items in the Italian phrasing ('Il giorno ... alle ore ...')", decision="D19")
+        if missing:
+            yield warned("TXT-01", "Italian phrasing, but not every data item", actual="missing: " + ", ".join(missing),
+                         decision="D19")
+        else:
+            yield passed("TXT-01", "every data item in the Italian phrasing ('Il giorno ... alle ore ...')",
+                         decision="D19")
     if kind is Kind.ACCETTAZIONE and d is not None:
         wrong = []
         for r in d.destinatari:

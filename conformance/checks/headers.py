@@ -121,16 +121,13 @@ def check_pec_type(msg: ParsedMessage, ctx: ValidationContext):
                 Kind.BUSTA_ANOMALIA: ("GEN-04", "FMT-19", "ANO-04")}.get(msg.kind, ("GEN-04", "FMT-19"))
         yield passed(reqs, f"identified as {msg.kind} by its Italian header and value")
     canonical = {h.lower(): h for h in PEC_HEADERS}
-    respelt = False
+    # Matching names case-insensitively is the suite's own behaviour (HDR-01, a self-test of the suite); a
+    # variant spelling met is only worth reporting.
     for name in msg.header_names():
         spelled = canonical.get(name.lower())
         if spelled and spelled != name:
-            respelt = True
             yield info("HDR-01", f"PEC header spelt {name!r}; names compare case-insensitively",
                        expected=spelled, actual=name, decision="D4")
-    if msg.kind is not Kind.UNKNOWN:
-        yield passed("HDR-01", "PEC header names matched case-insensitively, values exactly"
-                     + (" (a variant spelling was met)" if respelt else ""), decision="D4")
     if ctx.expected_kind is not None and msg.kind is not ctx.expected_kind:
         yield failed(HEADER_REQ.get(ctx.expected_kind, "GEN-04"), "the message is not the expected kind",
                      expected=str(ctx.expected_kind), actual=str(msg.kind))
