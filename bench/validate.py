@@ -42,7 +42,7 @@ from conformance.pec.samples import build_all_kinds, make_world
 from conformance.pec.smime import split_signed
 
 GOAL_RATE = 500.0  # messages per second
-GOAL_RATIO = 1 / 3  # validator rate / floor rate
+GOAL_RATIO = 0.5  # validator rate / floor rate, both measured in the same run
 
 
 @dataclass
@@ -108,13 +108,16 @@ def floor_one(item: FloorInput) -> None:
         etree.fromstring(item.daticert, _XML_PARSER)
 
 
+CLOCK = time.process_time  # CPU seconds of this process: a busy machine's other work does not count
+
+
 def timed(func, items, rounds: int) -> float:
     gc.collect()
-    start = time.perf_counter()
+    start = CLOCK()
     for _ in range(rounds):
         for item in items:
             func(item)
-    return time.perf_counter() - start
+    return CLOCK() - start
 
 
 def versions() -> str:
@@ -136,11 +139,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="time each loop this many times, interleaved, and keep the best (default 3)")
     parser.add_argument("--cpu", type=int, default=None,
                         help="core to pin the process to (default: the lowest core currently allowed)")
+    parser.add_argument("--wall", action="store_true",
+                        help="time with the wall clock instead of the process's CPU time (only on a quiet machine)")
     parser.add_argument("--profile", action="store_true",
                         help="also run the validator loop under cProfile and print the top 25 by cumulative time")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.repeat < 1:
         parser.error("--rounds and --repeat must be at least 1")
+    global CLOCK
+    CLOCK = time.perf_counter if args.wall else time.process_time
 
     if hasattr(os, "sched_setaffinity"):
         allowed = sorted(os.sched_getaffinity(0))
@@ -184,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
 
     sizes = sorted(len(m) for m in messages)
     print(f"messages          {count} ({len(messages)} kinds x {args.rounds} rounds; "
-          f"{sizes[0]}-{sizes[-1]} bytes each), single thread, {pinned}; best of {args.repeat} timings")
+          f"{sizes[0]}-{sizes[-1]} bytes each), single thread, {pinned}; best of {args.repeat} timings, "
+          f"{'wall clock' if args.wall else 'CPU time of the process'}")
     print(f"validator         {validator_s:8.3f} s  {validator_rate:9.1f} msg/s  "
           f"({1000 * validator_s / count:.3f} ms/msg)")
     print(f"floor             {floor_s:8.3f} s  {floor_rate:9.1f} msg/s  ({1000 * floor_s / count:.3f} ms/msg)"
@@ -197,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"versions          {versions()}")
     rate_ok, ratio_ok = validator_rate >= GOAL_RATE, ratio >= GOAL_RATIO
     print(f"goal              >= {GOAL_RATE:.0f} msg/s: {'met' if rate_ok else 'NOT met'}; "
-          f"ratio >= 1/3: {'met' if ratio_ok else 'NOT met'}")
+          f"ratio >= {GOAL_RATIO:g}: {'met' if ratio_ok else 'NOT met'}")
     if unexpected:
         print("warning           the validator did not judge every sample cleanly: " + "; ".join(unexpected))
 

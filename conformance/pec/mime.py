@@ -18,7 +18,7 @@ from email.header import Header, decode_header, make_header
 from email.message import Message
 from email.policy import compat32
 from email.utils import collapse_rfc2231_value
-from functools import cached_property
+from email.utils import unquote as email_unquote
 
 from .constants import MAX_HEADER_LINE, MAX_MIME_DEPTH
 
@@ -274,6 +274,45 @@ def split_multipart(body: bytes, boundary: str, begin: int = 0,
         pos = start
 
 
+_UNSET = object()
+
+
+def _split_params(value: str) -> list[str]:
+    """The parameter segments of a field value, cut as email.message._parseparam cuts them."""
+    s = ";" + value
+    out = []
+    while s[:1] == ";":
+        s = s[1:]
+        end = s.find(";")
+        while end > 0 and (s.count('"', 0, end) - s.count('\\"', 0, end)) % 2:
+            end = s.find(";", end + 1)
+        if end < 0:
+            end = len(s)
+        f = s[:end]
+        if "=" in f:
+            i = f.index("=")
+            f = f[:i].strip().lower() + "=" + f[i + 1:].strip()
+        out.append(f.strip())
+        s = s[end:]
+    return out
+
+
+def field_params(headers: Message, header: str = "content-type") -> list[tuple[str, object]]:
+    """`headers.get_params(header=header)[1:]` (the parameters, unquoted), computed directly when no RFC 2231
+    parameter is present; the stdlib builds, quotes and unquotes each value again on every call."""
+    value = headers.get(header)
+    if value is None:
+        return []
+    text = str(value)
+    if "*" in text:  # RFC 2231 (name*, name*0...): the stdlib's own decoding
+        return (headers.get_params(header=header) or [])[1:]
+    out: list[tuple[str, object]] = []
+    for segment in _split_params(text)[1:]:
+        name, sep, val = segment.partition("=")
+        out.append((name.strip(), email_unquote(val.strip())) if sep else (segment.strip(), ""))
+    return out
+
+
 @dataclass
 class MimeNode:
     """One MIME entity of a message, with its parsed header fields.
@@ -290,6 +329,19 @@ class MimeNode:
     depth: int
     children: list[MimeNode] = field(default_factory=list)
     closed: bool = True
+    # Read once: every walk and check asks for them (plain attributes, cheaper than cached properties).
+    content_type: str = ""
+    maintype: str = ""
+    _params: dict = field(default_factory=dict, repr=False)
+    _decoded_params: dict = field(default_factory=dict, repr=False)
+    _cte: str | None = field(default=None, repr=False)
+    _disposition: object = field(default=_UNSET, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.content_type:
+            self.content_type = self.headers.get_content_type()
+        if not self.maintype:
+            self.maintype = self.content_type.split("/")[0]
 
     @property
     def raw(self) -> bytes:
@@ -305,24 +357,12 @@ class MimeNode:
     def body_size(self) -> int:
         return self.end - self.body_start
 
-    @cached_property
-    def content_type(self) -> str:
-        return self.headers.get_content_type()
-
-    @cached_property
-    def maintype(self) -> str:
-        return self.content_type.split("/")[0]
-
-    @cached_property
-    def _params(self) -> dict[str, dict[str, object]]:
-        return {}
-
     def _param_tables(self, header: str) -> tuple[dict, dict]:
         """The parameters of a field, parsed once (the stdlib parses the whole field on every get_param):
         by last occurrence (what `param` has always answered) and by first (what get_param answers)."""
         tables = self._params.get(header)
         if tables is None:
-            items = (self.headers.get_params(header=header) or [])[1:]
+            items = field_params(self.headers, header)
             first: dict = {}
             for k, v in items:
                 first.setdefault(k.lower(), v)
@@ -337,6 +377,13 @@ class MimeNode:
         return None if value is None else collapse_rfc2231_value(value).rstrip()
 
     def param(self, name: str, header: str = "content-type") -> str | None:
+        key = (header, name.lower())
+        decoded = self._decoded_params.get(key, _UNSET)
+        if decoded is _UNSET:
+            decoded = self._decoded_params[key] = self._param(name, header)
+        return decoded
+
+    def _param(self, name: str, header: str) -> str | None:
         value = self._param_tables(header)[0].get(name.lower())
         if value is None or value is False:
             return None
@@ -357,12 +404,16 @@ class MimeNode:
 
     @property
     def disposition(self) -> str | None:
-        value = self.headers.get("content-disposition")
-        return str(value).split(";")[0].strip().lower() if value else None
+        if self._disposition is _UNSET:
+            value = self.headers.get("content-disposition")
+            self._disposition = str(value).split(";")[0].strip().lower() if value else None
+        return self._disposition
 
     @property
     def transfer_encoding(self) -> str:
-        return str(self.headers.get("content-transfer-encoding", "7bit")).strip().lower()
+        if self._cte is None:
+            self._cte = str(self.headers.get("content-transfer-encoding", "7bit")).strip().lower()
+        return self._cte
 
     @property
     def charset(self) -> str | None:
