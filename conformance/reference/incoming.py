@@ -120,6 +120,8 @@ class IncomingPoint:
         if msg.kind is Kind.BUSTA_TRASPORTO:
             return self._envelope(msg, origin, mail_from, users, raw, infected, now, out)
         if msg.kind in _NOTICE_KINDS:
+            if infected and p.faults.on("inc-infected-notice-as-anomaly"):
+                return self._anomaly(mail_from, users, raw, "virus nel messaggio", now, out)
             if infected and not p.faults.on("inc-virus-forwarded"):
                 out.quarantine.append(("virus in una ricevuta (VIR-15)", raw))
                 out.events.append(("quarantined", msg.kind, users))
@@ -172,6 +174,12 @@ class IncomingPoint:
         p = self.p
         envelope = b.build_busta_anomalia(p.gestore, raw, now, reverse_path=mail_from, error=reason)
         envelope = p.finish(Kind.BUSTA_ANOMALIA, envelope)
+        # Stored as a mail delivery agent would, with the reverse path it travels with on top: the original's,
+        # so a DSN still finds the original sender (ANO-11).
+        reverse = p.config.service_address if p.faults.on("inc-anomaly-routing-lost") else mail_from
+        head = envelope.split(b"\r\n\r\n", 1)[0].lower()
+        if reverse and not head.startswith(b"return-path:") and b"\r\nreturn-path:" not in head:
+            envelope = f"Return-Path: <{reverse}>\r\n".encode() + envelope
         for user in users:
             if p.config.users.get(user) and p.delivery.deliver_unchanged(user, envelope):
                 out.delivered.append((user, envelope))

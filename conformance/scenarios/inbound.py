@@ -11,7 +11,7 @@ from ..counterpart import forge
 from ..engine.core import Blocked, ScenarioContext, scenario
 from ..pec import cms
 from ..pec.constants import Kind
-from ..pec.mime import attachment_part, b64_body, entity, multipart, text_part
+from ..pec.mime import attachment_part, b64_body, contains, entity, multipart, text_part
 from ..pec.parse import parse_message
 from ..pec.samples import EICAR
 from ..pec.smime import sign_entity
@@ -141,41 +141,57 @@ def full_mailbox(ctx: ScenarioContext) -> None:
 
 @scenario("inbound.ordinary-unknown-mailbox", "Ordinary mail for an unknown mailbox",
           "Ordinary mail for a mailbox the target does not have fails at SMTP level (or silently): never "
-          "with a PEC non-delivery notice.", ["CON-21", "RIC-02"])
+          "with a PEC non-delivery notice; the same mail to an existing mailbox is taken.", ["CON-21", "RIC-02"])
 def ordinary_unknown(ctx: ScenarioContext) -> None:
     target_domain = ctx.user(0).rpartition("@")[2]
+    if ctx.world.profile.capability("ordinary_mail") == "refuse":
+        ctx.info(("CON-21", "RIC-02"), "not applicable: the target declares it refuses all ordinary mail")
+        return
+    known = forge.ordinary(ctx.outsider(1), ctx.user(0), f"[{ctx.token}] ordinaria [controllo]")
+    code = ctx.inject(known, [ctx.user(0)], mail_from=ctx.outsider(1), origin="ordinary", starttls=False,
+                      label="ordinary-known")
+    if not 200 <= code < 300:
+        raise Blocked(None, f"ordinary mail to an existing mailbox was not taken either (SMTP {code})")
     raw = forge.ordinary(ctx.outsider(1), f"nessuno.{ctx.token}@{target_domain}", f"[{ctx.token}] ordinaria")
     code = ctx.inject(raw, [f"nessuno.{ctx.token}@{target_domain}"], mail_from=ctx.outsider(1), origin="ordinary",
                       starttls=False)
     ctx.verdict("RIC-02", code >= 500 if code else None, "the failure is told with an SMTP reply", soft=True,
                 expected="5xx", actual=str(code))
-    import time
-
-    time.sleep(ctx.seconds(2.0))
+    ctx.pause(ctx.seconds(2.0))
     pec = [r for r in ctx.world.ordinary.received
            if ctx.token.encode() in r.raw and r.message.kind not in (Kind.ORDINARY, Kind.UNKNOWN)]
     ctx.verdict("CON-21", not any(r.message.kind is Kind.MANCATA_CONSEGNA for r in pec),
-                "no PEC non-delivery notice for ordinary mail", actual=", ".join(str(r.message.kind) for r in pec)
-                or "none")
+                f"no PEC non-delivery notice for ordinary mail (SMTP {code})",
+                actual=", ".join(str(r.message.kind) for r in pec) or "none")
 
 
 @scenario("inbound.infected-receipt", "A receipt carrying a virus",
           "The counterpart sends a target user a correctly signed complete receipt whose attached original "
-          "carries the EICAR test string: it is not forwarded to the user.", ["VIR-15"])
+          "carries the EICAR test string: it is not forwarded to the user in any form; the same receipt with a "
+          "clean original is.", ["VIR-15"])
 def infected_receipt(ctx: ScenarioContext) -> None:
     creds = ctx.world.counterpart_credentials
-    original = ctx.original(ctx.peer(0), attachment=EICAR)
-    env, _ = forge.envelope(creds, original)
-    receipt = forge.consegna(creds, parse_message(env), ctx.peer(0), "completa")
-    ctx.inject(receipt, [ctx.user(0)], mail_from=creds.service_address, label="infected-consegna")
-    got = ctx.quiet_mailbox(0, Kind.CONSEGNA_COMPLETA, during=2.0)
-    ctx.verdict("VIR-15", not got, "an infected receipt is not delivered", actual=f"{len(got)} delivered")
+
+    def receipt(attachment: bytes, subject: str) -> bytes:
+        env, _ = forge.envelope(creds, ctx.original(ctx.peer(0), attachment=attachment, subject=subject))
+        return forge.consegna(creds, parse_message(env), ctx.peer(0), "completa")
+
+    clean = receipt(b"Documento di prova.\r\n", "Ricevuta pulita [controllo]")
+    code = ctx.inject(clean, [ctx.user(0)], mail_from=creds.service_address, label="clean-consegna")
+    if not (200 <= code < 300 and ctx.wait_mailbox(0, Kind.CONSEGNA_COMPLETA, within=15)):
+        raise Blocked(None, f"the same receipt with a clean original was not delivered (SMTP {code})")
+    ctx.inject(receipt(EICAR, "Ricevuta infetta"), [ctx.user(0)], mail_from=creds.service_address,
+               label="infected-consegna")
+    ctx.quiet_mailbox(0, Kind.CONSEGNA_COMPLETA, during=2.0)
+    got = [c for c in ctx.mailbox(0) if contains(c.raw, EICAR, max_depth=4)]
+    ctx.verdict("VIR-15", not got, "an infected receipt reaches the user in no form (as it is, or wrapped)",
+                actual=", ".join(str(c.message.kind) for c in got) or "nothing infected delivered")
 
 
 @scenario("inbound.renewed-certificate", "Envelope signed with the provider's renewed certificate",
           "The counterpart's index record lists two certificates (a renewal); an envelope signed with the "
           "second one is accepted as PEC: delivered, with presa in carico and consegna.",
-          ["IDX-12", "RIC-05", "RIC-03"])
+          ["IDX-12", "RIC-05"])
 def renewed(ctx: ScenarioContext) -> None:
     if "renewed" not in ctx.world.forgery:
         from ..engine.core import Skip
@@ -187,33 +203,38 @@ def renewed(ctx: ScenarioContext) -> None:
     delivered = ctx.wait_mailbox(0, Kind.BUSTA_TRASPORTO)
     receipts = ctx.wait_counterpart(Kind.CONSEGNA_SINTETICA)
     anomalies = ctx.mailbox(0, [Kind.BUSTA_ANOMALIA])
-    ctx.verdict(("IDX-12", "RIC-05", "RIC-03"), len(delivered) == 1 and len(receipts) == 1 and not anomalies,
+    ctx.verdict(("IDX-12", "RIC-05"), len(delivered) == 1 and len(receipts) == 1 and not anomalies,
                 "an envelope signed with the second listed certificate is accepted as PEC",
                 expected="delivered + consegna", actual=f"{len(delivered)} delivered, {len(receipts)} consegna, "
                                                         f"{len(anomalies)} anomaly")
 
 
 @scenario("inbound.anomaly-routing", "An anomaly envelope keeps the routing data",
-          "Ordinary mail with a Return-Path and no Reply-To reaches a target user inside an anomaly envelope "
-          "(the declared ordinary-mail policy) that keeps its routing data and adds a Reply-To to the sender.",
+          "Ordinary mail whose reverse path (a bounce address) differs from its From, with no Reply-To, reaches a "
+          "target user inside an anomaly envelope (the declared ordinary-mail policy) that travels with the "
+          "original reverse path, so a DSN still finds the sender, and adds a Reply-To to the sender.",
           ["ANO-11", "ANO-15", "ANO-08", "ANO-03"], needs=("ordinary_mail",))
 def anomaly_routing(ctx: ScenarioContext) -> None:
     policy = ctx.world.profile.capability("ordinary_mail")
     sender = ctx.outsider(0)
-    raw = (f"Return-Path: <{sender}>\r\n").encode() + forge.ordinary(sender, ctx.user(0), f"[{ctx.token}] ordinaria")
-    code = ctx.inject(raw, [ctx.user(0)], mail_from=sender, origin="ordinary", starttls=False)
+    bounce = f"rimbalzi-{ctx.token}@{sender.rpartition('@')[2]}"
+    raw = forge.ordinary(sender, ctx.user(0), f"[{ctx.token}] ordinaria")
+    code = ctx.inject(raw, [ctx.user(0)], mail_from=bounce, origin="ordinary", starttls=False)
     if policy == "refuse":
-        ctx.verdict("ANO-15", code >= 500, "ordinary mail refused as declared (decision D15)", actual=str(code))
+        ctx.verdict("ANO-15", 500 <= code < 600, "ordinary mail refused as declared (decision D15)", actual=str(code))
+        ctx.info("ANO-11", "not applicable: the target refuses ordinary mail, no anomaly envelope to route")
         return
     found = ctx.wait_mailbox(0, Kind.BUSTA_ANOMALIA)
     ctx.verdict("ANO-15", len(found) == 1, "ordinary mail forwarded in an anomaly envelope, as declared",
-                decision="D15", actual=f"{len(found)} anomaly envelope(s)")
+                decision="D15", actual=f"SMTP {code}; {len(found)} anomaly envelope(s)")
     if not found:
-        return
+        raise Blocked(("ANO-11", "ANO-08"), "no anomaly envelope reached the user")
     m = found[0].message
-    ctx.verdict("ANO-11", (m.header("return-path") or "").strip("<> ") == sender,
-                "routing data unchanged: the Return-Path still names the original sender",
-                expected=f"<{sender}>", actual=m.header("return-path") or "missing")
+    # The Return-Path on top is the one the delivery wrote from the reverse path the envelope travelled with.
+    paths = m.header_all("return-path")
+    ctx.verdict("ANO-11", bool(paths) and paths[0].strip("<> ").lower() == bounce,
+                "routing data kept: the anomaly envelope travels with the original reverse path",
+                expected=f"Return-Path: <{bounce}>", actual="; ".join(paths) or "no Return-Path")
     ctx.verdict("ANO-08", (m.header("reply-to") or "").strip("<> ").endswith(sender),
                 "a Reply-To to the original sender is inserted", decision="D23", expected=sender,
                 actual=m.header("reply-to") or "missing")
