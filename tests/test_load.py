@@ -43,7 +43,7 @@ def _accounted(report: dict) -> None:
 def test_load_builtin_target_two_workers(tmp_path):
     out = tmp_path / "load"
     proc, report = _load(out, "--users", "4", "--time", "3s", "--drain", "20s", "--counterparts", "2",
-                         "--local-share", "0.3", "--validate-every", "5", "--max-p95-accept", "30s",
+                         "--local-share", "0.3", "--recipients", "2", "--validate-every", "5", "--max-p95-accept", "30s",
                          "--max-loss", "0")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     _accounted(report)
@@ -55,8 +55,11 @@ def test_load_builtin_target_two_workers(tmp_path):
         assert v["count"] > 0, kind
         assert 0 <= v["p50"] <= v["p95"] <= v["p99"] <= v["max"], (kind, v)
     assert report["latency"]["accettazione"]["count"] == t["submitted"]
-    # Both counterpart processes answered, every envelope verified as the target's.
-    assert report["counterpart"]["envelopes"] == report["latency"]["envelope"]["count"]
+    assert t["receipts_expected"] == 3 * t["submitted"]  # an acceptance and two delivery receipts each
+    # Every envelope (one per counterpart domain of a message) verified as the target's and answered with a
+    # presa in carico, and with a consegna per recipient.
+    cp, per_recipient = report["counterpart"], report["latency"]["envelope"]["count"]
+    assert 0 < cp["envelopes"] <= per_recipient and cp["answers"] == cp["envelopes"] + per_recipient
     assert report["counterpart"]["unverified"] == 0 and not report["counterpart"]["errors"]
     assert report["validation"]["sampled"] > 0 and report["validation"]["fail"] == 0
     assert all(th["ok"] for th in report["thresholds"]) and len(report["thresholds"]) == 2

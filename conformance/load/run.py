@@ -227,7 +227,10 @@ def run_load(opts: LoadOptions) -> dict:
                     "mix": {"local_share": opts.local_share, "recipients": opts.recipients,
                             "variants": opts.variants, "sizes": opts.sizes}}
             watch = MailboxWatch(target.boxes, evidence=evidence, target_domains=target.domains,
-                                 sample_every=opts.validate_every, client_tls=target.client_tls).start()
+                                 sample_every=opts.validate_every, client_tls=target.client_tls,
+                                 # a remote mailbox is one login per poll: once a second, not ten times
+                                 poll=0.1 if all(b.url.startswith("maildir:") for b in target.boxes) else 1.0,
+                                 ).start()
             master, workers = _spawn_swarm(opts, work, plan)
             _say(opts, f"Locust master and {opts.workers} workers: {opts.users} users for {opts.run_time:g} s")
             try:

@@ -66,11 +66,13 @@ def choose(plan: dict, rng: random.Random) -> tuple[str, str, list[str], str, in
     mix = plan["mix"]
     local = [a for a in plan["local"] if a != sender] or plan["local"]
     rcpts: list[str] = []
-    while len(rcpts) < mix["recipients"]:
-        pool = local if (local and rng.random() < mix["local_share"]) or not plan["counterpart"] else plan["counterpart"]
-        pick = rng.choice(pool)
-        if pick not in rcpts or len(set(local) | set(plan["counterpart"])) <= len(rcpts):
-            rcpts.append(pick)
+    for _ in range(mix["recipients"]):
+        local_first = bool(local) and (rng.random() < mix["local_share"] or not plan["counterpart"])
+        pools = (local, plan["counterpart"]) if local_first else (plan["counterpart"], local)
+        fresh = [a for a in pools[0] if a not in rcpts] or [a for a in pools[1] if a not in rcpts]
+        if not fresh:
+            break  # more recipients asked for than there are addresses: each one once
+        rcpts.append(rng.choice(fresh))
     variants = mix["variants"]
     tipo = rng.choices(list(variants), weights=list(variants.values()))[0]
     return sender, password, rcpts, tipo, rng.choice(mix["sizes"])
