@@ -154,7 +154,7 @@ class World:
 
     def __post_init__(self) -> None:
         # Whatever the target sends back is scrubbed of its users' passwords before it is written anywhere.
-        redact.register_all((m.secret(), m.address) for m in self.profile.mailboxes)
+        redact.register_all((m.secret(), user) for m in self.profile.mailboxes for user in {m.address, m.login})
 
     profile: TargetProfile
     counterpart: object  # conformance.counterpart.peer.Counterpart

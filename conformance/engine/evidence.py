@@ -19,6 +19,8 @@ import re
 import threading
 from pathlib import Path
 
+from .. import redact
+
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 #: Bodies at least this large are stored compressed and by content (smaller ones stay readable as is).
@@ -40,7 +42,9 @@ class EvidenceStore:
         self._counters: dict[str, int] = {}
 
     def write(self, scenario: str, direction: str, label: str, data: bytes, *, suffix: str = ".eml") -> str:
-        """Write and fsync; return the path relative to the output folder (what reports link to)."""
+        """Write and fsync; return the path relative to the output folder (what reports link to).
+        Known passwords are scrubbed first (conformance.redact): a target may echo them."""
+        data = redact.scrub_bytes(data)
         with self._lock:
             n = self._counters.get(scenario, 0) + 1
             self._counters[scenario] = n

@@ -6,7 +6,7 @@ import platform
 import sys
 from datetime import UTC, datetime
 
-from .. import __version__
+from .. import __version__, redact
 from ..catalogue import load_catalogue
 from ..checks.findings import REGISTRY, Finding
 from ..report.model import FORMAT, summarize, worst
@@ -96,7 +96,8 @@ def build_report(results: list[ScenarioResult], profile: TargetProfile, *, start
            "jobs": jobs, "host": f"{platform.node()} ({sys.platform})"}
     if stopped:
         run["stopped"] = stopped  # a partial report: the scenarios not finished are BLOCKED ("not run")
-    return {
+    # Findings quote what the target sent (replies, header fields): no password it echoed goes further.
+    return redact.scrub_tree({
         "format": FORMAT,
         "suite": {"name": "pec-conformance", "version": __version__},
         "run": run,
@@ -104,4 +105,4 @@ def build_report(results: list[ScenarioResult], profile: TargetProfile, *, start
         "summary": summarize(scenarios, requirements),
         "scenarios": scenarios,
         "requirements": requirements,
-    }
+    })
