@@ -9,6 +9,7 @@ is an ERROR, never a FAIL blamed on the target.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import secrets
 import smtplib
 import ssl
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import redact
+from ..catalogue import load_catalogue
 from ..checks.findings import Finding, ValidationContext, Verdict
 from ..checks.validator import check
 from ..net.mailbox import MailboxError, MaildirReader, open_mailbox
@@ -174,6 +176,9 @@ class World:
     # Set when the run is stopped: every wait ends at once and the scenario is marked not run.
     cancel: threading.Event = field(default_factory=threading.Event)
     cancel_reason: str = ""
+    # Messages the suite made (body_key -> who): a copy of one in a mailbox is not the target's work.
+    made: dict[str, str] = field(default_factory=dict)
+    made_scanned: int = 0  # how much of counterpart.sent is in `made`
 
 
 @dataclass
@@ -193,6 +198,47 @@ class Captured:
     evidence: str
     source: str  # "mailbox:<address>" or "counterpart" or "ordinary"
     at: float
+    made_by: str | None = None  # who made it when not the target (it only relayed it): then not judged
+
+
+_LEVELS: dict[str, str] = {}
+_MADE_LOCK = threading.Lock()
+
+
+def info_level(requirement: str) -> bool:
+    """INFO-level requirements are observations: they never get PASS, FAIL or WARN."""
+    if not _LEVELS:
+        _LEVELS.update({r.id: r.level for r in load_catalogue()})
+    return _LEVELS.get(requirement) == "INFO"
+
+
+def split_info(f: Finding) -> list[Finding]:
+    """A judgement citing INFO-level requirements becomes, for those, an INFO finding ("observed: ...")."""
+    if str(f.verdict) not in ("PASS", "FAIL", "WARN"):
+        return [f]
+    info = tuple(r for r in f.requirements if info_level(r))
+    if not info:
+        return [f]
+    out = []
+    rest = tuple(r for r in f.requirements if r not in info)
+    obs = Finding(info, Verdict.INFO, f"observed: {f.message}", f.expected, f.actual, f.decision, check=f.check)
+    obs.evidence = getattr(f, "evidence", None)  # type: ignore[attr-defined]
+    out.append(obs)
+    if rest:
+        f.requirements = rest
+        out.insert(0, f)
+    return out
+
+
+def body_key(raw: bytes) -> str:
+    """What identifies a message whoever relays it: its body (a relay adds header fields, never body bytes);
+    the whole message bar line ends when the body is too short to tell messages apart."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if not sep:
+        head, sep, body = raw.partition(b"\n\n")
+    body = body.replace(b"\r\n", b"\n").rstrip()
+    data = body if len(body) >= 64 else raw.replace(b"\r\n", b"\n").rstrip()
+    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass
@@ -322,7 +368,7 @@ class ScenarioContext:
             v = Verdict.WARN if soft else Verdict.FAIL
         f = Finding(reqs, v, message, expected, actual, decision, check=f"scenario.{self.spec.id}")
         f.evidence = evidence  # type: ignore[attr-defined]
-        self.findings.append(f)
+        self.findings.extend(split_info(f))
         return bool(ok)
 
     def info(self, requirements, message: str, **kw) -> None:
@@ -515,6 +561,7 @@ class ScenarioContext:
             raise Blocked(None, f"preflight: {gates.submit or gates.submit_user[user]}")
         box = p.mailboxes[user]
         transcript: list[str] = []
+        self.made(raw, "the suite (a user's message)")
         path = self.save("out", label, raw)
         self.event(f"user{user}", "target-access", label, message_id=None, evidence=path)
         host, port = p.access
@@ -567,6 +614,7 @@ class ScenarioContext:
         if self.world.gates.incoming:
             raise Blocked(None, f"preflight: {self.world.gates.incoming}")
         path = self.save("out", label, raw)
+        self.made(raw, "the counterpart" if origin == "counterpart" else f"the suite ({origin})")
         self.event(origin, "target-incoming", label, evidence=path)
         sender = self.world.counterpart if origin == "counterpart" else self.world.ordinary
         outcome = sender.send(mail_from, rcpts, raw, starttls=starttls, to=self.world.profile.incoming)
@@ -588,13 +636,37 @@ class ScenarioContext:
                    evidence=path)
         if msg.kind in self.unjudged:
             return Captured(raw, msg, path, source, time.monotonic())
+        made = self.made_by(raw)
+        if made is not None:
+            # The target only relayed it: judging it would judge its maker. What the target did to it
+            # (e.g. CON-04, delivered unchanged) is the scenario's to judge.
+            f = Finding((), Verdict.INFO, f"{msg.kind} made by {made}, relayed by the target: not judged as the "
+                        "target's", check=f"scenario.{self.spec.id}")
+            f.evidence = path  # type: ignore[attr-defined]
+            self.findings.append(f)
+            return Captured(raw, msg, path, source, time.monotonic(), made_by=made)
         ctx = ValidationContext(index=self.world.validation.index, ca_certificates=self.world.validation.ca_certificates,
                                 crls=self.world.validation.crls, expected_kind=expect, carried_original=carried,
                                 captured_from_smtp=smtp)
         for f in check(raw, ctx).findings:
             f.evidence = path  # type: ignore[attr-defined]
-            self.findings.append(f)
+            self.findings.extend(split_info(f))
         return Captured(raw, msg, path, source, time.monotonic())
+
+    def made(self, raw: bytes, who: str) -> None:
+        """Note that the suite made `raw` (a user's message, the counterpart's or the ordinary domain's)."""
+        with _MADE_LOCK:
+            self.world.made.setdefault(body_key(raw), who)
+
+    def made_by(self, raw: bytes) -> str | None:
+        """Who made `raw`, when the suite did (then the target only relayed it); None when the target did."""
+        w = self.world
+        with _MADE_LOCK:
+            sent = list(getattr(w.counterpart, "sent", None) or [])
+            for item in sent[w.made_scanned:]:
+                w.made.setdefault(body_key(item.raw), "the counterpart")
+            w.made_scanned = len(sent)
+            return w.made.get(body_key(raw))
 
     def _reader(self, index: int):
         if index in self.world.gates.mailbox:
