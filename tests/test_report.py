@@ -36,6 +36,7 @@ from conformance.report import (
 )
 from conformance.report.diff import classify
 from conformance.report.model import report_schema
+from conformance.report.render import docs_base
 from conformance.report.sequence import layout
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -77,12 +78,17 @@ def _closed_objects(node, path="#"):
             yield from _closed_objects(value, f"{path}/{i}")
 
 
+#: Properties a report may leave out, by where they are: present only when the run says something.
+OPTIONAL = {"#/properties/run": {"stopped"}}
+
+
 def test_schema_is_strict_everywhere():
     objects = list(_closed_objects(report_schema()))
     assert len(objects) >= 10
     for where, node in objects:
         assert node.get("additionalProperties") is False, where
-        assert where.endswith("/counts") or set(node["required"]) == set(node["properties"]), where
+        if not where.endswith("/counts"):
+            assert set(node["required"]) == set(node["properties"]) - OPTIONAL.get(where, set()), where
 
 
 @pytest.mark.parametrize("where", ["top", "suite", "run", "target", "summary", "scenario", "event", "finding",
@@ -208,7 +214,7 @@ def test_write_reports_writes_four_files(tmp_path):
     assert list(json.loads(text)) == list(report)  # the model's order, not sorted keys
     assert text.startswith('{\n  "format": "pec-conformance-report/1",\n  "suite"')
     assert "L'utente invia" in text and "\\u" not in text  # ensure_ascii=False
-    assert paths["html"].read_text(encoding="utf-8") == to_html(report)
+    assert paths["html"].read_text(encoding="utf-8") == to_html(report, docs_base(tmp_path / "out"))
     assert paths["junit"].read_text(encoding="utf-8") == to_junit(report)
     assert paths["markdown"].read_text(encoding="utf-8") == to_markdown(report)
 
@@ -333,6 +339,93 @@ def test_html_is_self_contained_escaped_and_linked():
     assert section.xpath(".//table[contains(@class,'findings')]//tr[contains(@class,'problem')]")
     log01 = doc.get_element_by_id("requirement-LOG-01")
     assert "REVIEW" in log01.text_content()
+
+
+def _blocked(report):
+    """``sample_report`` with the timeout scenario BLOCKED: its precondition (an acceptance) failed."""
+    s = scenario(report, "timeout.preavviso-12h")
+    s.update(verdict="BLOCKED", requirements={"TMO-02": "BLOCKED"})
+    s["findings"] = [{**scenario(report, "acceptance.base")["findings"][0], "check": "scenario.precondition",
+                      "requirements": ["TMO-02"], "verdict": "BLOCKED", "evidence": None,
+                      "message": "not exercised: the target sent no acceptance (ACC-12), so no timer started"}]
+    s["evidence"] = ["evidence/timeout.preavviso-12h/002-smtp-submission.txt"]
+    next(r for r in report["requirements"] if r["id"] == "TMO-02")["verdict"] = "BLOCKED"
+    return sample_report(scenarios=report["scenarios"], requirements=report["requirements"])
+
+
+def test_html_opens_with_the_requirements_that_need_attention():
+    report = _blocked(sample_report())
+    page = to_html(report, "../../docs/")
+    doc = lxml_html.fromstring(page)
+    sections = [el.get("id") for el in doc.xpath("//main/section")]
+    assert sections[0] == "attention" and sections.index("summary") < sections.index("scenario-list")
+    rows = doc.xpath("//section[@id='attention']//table[contains(@class,'triage')]/tbody/tr")
+    listed = [(tr.xpath("string(td[1])"), tr.xpath("string(td[2])")) for tr in rows]
+    # most severe first: FAIL, then ERROR, then BLOCKED; PASS, WARN, XFAIL, REVIEW and SKIP are not listed
+    assert listed == [("FAIL", "ENV-03"), ("FAIL", "CON-08"), ("FAIL", "CON-23"), ("ERROR", "VIR-07"),
+                      ("BLOCKED", "TMO-02")]
+    card = doc.get_element_by_id("attention-ENV-03")
+    text = card.text_content()
+    assert "the very instant reported by the accettazione" in text  # the statement
+    assert "delivery.completa" in text and "Wed, 19 Nov 2025 10:15:03 +0100" in text  # scenario, expected
+    assert "Wed, 19 Nov 2025 10:15:09 +0100" in text  # actual
+    hrefs = card.xpath(".//a/@href")
+    assert "evidence/delivery.completa/003-in-busta-trasporto.eml" in hrefs  # the message
+    assert "evidence/delivery.completa/003-in-busta-trasporto.smtp.txt" in hrefs  # the SMTP transcript
+    assert "../../docs/requirements.md#env-03" in hrefs
+    blocked = doc.get_element_by_id("attention-TMO-02")
+    assert "not exercised" in blocked.text_content()
+    assert "evidence/timeout.preavviso-12h/002-smtp-submission.txt" in blocked.xpath(".//a/@href")
+    # scenarios: failing first, open; passing collapsed
+    order = [el.get("data-verdict") for el in doc.xpath("//section[@id='scenarios']/section")]
+    assert order == ["FAIL", "ERROR", "XFAIL", "BLOCKED", "PASS"]
+    for el in doc.xpath("//section[@id='scenarios']/section"):
+        opened = el.xpath("./details/@open")
+        assert bool(opened) == (el.get("data-verdict") in ("FAIL", "ERROR", "BLOCKED")), el.get("id")
+    # passing findings are inside a closed <details>
+    passing = doc.get_element_by_id("scenario-acceptance.base").xpath(".//details[contains(@class,'sub')]")
+    assert passing and "3 passing findings" in passing[0].text_content() and passing[0].get("open") is None
+    # the matrix: rows needing attention first, PASS rows last
+    shown = [tr.get("data-v") for tr in doc.xpath("//table[@id='matrix']/tbody/tr")]
+    assert shown[:6] == ["FAIL", "FAIL", "FAIL", "ERROR", "WARN", "XFAIL"] and shown[-3:] == ["PASS"] * 3
+
+
+def test_a_clean_run_says_nothing_needs_attention():
+    report = sample_report()
+    report["scenarios"] = [s for s in report["scenarios"] if s["verdict"] == "PASS"]
+    report["requirements"] = [r for r in report["requirements"] if r["verdict"] in ("PASS", "REVIEW")]
+    page = to_html(sample_report(scenarios=report["scenarios"], requirements=report["requirements"]))
+    doc = lxml_html.fromstring(page)
+    assert doc.get_element_by_id("nothing-needs-attention") is not None
+    assert not doc.xpath("//table[contains(@class,'triage')]")
+
+
+ID_TEXT = re.compile(r"\b(?:[A-Z]{3}-\d{2}|D\d{1,2})\b")
+
+
+def test_every_requirement_and_decision_id_links_to_docs():
+    from conformance.catalogue import load_catalogue, load_decisions
+
+    report = _blocked(sample_report())
+    finding = scenario(report, "delivery.completa")["findings"][1]
+    finding.update(decision="D33", message=finding["message"] + " (see D16 and ACC-12)")
+    doc = lxml_html.fromstring(to_html(report, "../../docs/"))
+    known = set(load_catalogue().ids()) | set(load_decisions())
+    seen = 0
+    for node in doc.xpath("//body//text()[not(ancestor::script) and not(ancestor::style)]"):
+        for ident in ID_TEXT.findall(node):
+            if ident not in known:
+                continue
+            seen += 1
+            link = node.getparent()
+            assert link.tag == "a" and node.is_text, (ident, node)
+            page = "decisions.md" if ident.startswith("D") else "requirements.md"
+            assert link.get("href") == f"../../docs/{page}#{ident.lower()}", (ident, link.get("href"))
+    assert seen > 40
+    # without a docs folder (an installed copy) the IDs link to their place on the page
+    doc = lxml_html.fromstring(to_html(report))
+    assert doc.xpath("//a[@href='#requirement-ENV-03']") and doc.xpath("//a[@href='#decision-D33']")
+    assert doc.get_element_by_id("decision-D33") is not None
 
 
 def test_html_shouts_an_unexpected_pass():
@@ -559,11 +652,11 @@ def test_report_html_renders_in_headless_chromium(tmp_path):
     assert doc.get_element_by_id("exit-code").text_content() == "1"
     assert doc.get_element_by_id("filter").get("hidden") is None  # the inline script ran without error
     for href in doc.xpath("//*[local-name()='a']/@href"):
-        if not href.startswith("#"):
-            assert (out / href).is_file(), href  # evidence links resolve relative to report.html
+        if not href.startswith("#"):  # evidence and docs/ links resolve relative to report.html
+            assert (out / href.split("#")[0]).is_file(), href
 
     shot = tmp_path / "reports" / "report.png"
-    _run_chromium(tmp_path / "profile-shot", f"--screenshot={shot}", "--window-size=1280,2000",
+    _run_chromium(tmp_path / "profile-shot", f"--screenshot={shot}", "--window-size=1400,1000",
                   page.resolve().as_uri())
     assert shot.is_file()
     data = shot.read_bytes()
@@ -595,3 +688,84 @@ def test_evidence_stores_large_bodies_once_compressed_and_small_ones_as_they_are
     blobs = list((tmp_path / "evidence" / "blobs").iterdir())
     assert len(blobs) == 1 and blobs[0].stat().st_size < len(big) // 50
     assert os.path.samefile(tmp_path / first, blobs[0]) and os.path.samefile(tmp_path / again, blobs[0])
+
+
+def _run_sized_report(failing: int = 0) -> dict:
+    """A report the size of the default run: 63 scenarios of about 90 findings each (35 checks), all 229
+    requirements, a few events and evidence files per scenario; ``failing`` scenarios FAIL one requirement."""
+    from conformance.catalogue import load_catalogue
+
+    catalogue = list(load_catalogue())
+    template = scenario(sample_report(), "delivery.completa")
+    scenarios = []
+    for n in range(63):
+        sid = f"family{n % 9}.scenario-number-{n:02d}"
+        reqs = [r.id for r in catalogue[(n * 3) % 170:(n * 3) % 170 + 58]]
+        findings = []
+        for k in range(92):
+            rid = reqs[k % len(reqs)]
+            findings.append({**template["findings"][0], "check": f"check.family{k % 35:02d}", "requirements": [rid],
+                             "message": f"{rid} holds: Date Wed, 02 Dec 2026 07:11:{k % 60:02d} +0100 as expected",
+                             "evidence": f"evidence/{sid}/00{k % 4}-in-message.eml"})
+        for k in range(2):
+            findings.append({**template["findings"][4], "requirements": [reqs[k]],
+                             "expected": "a value", "actual": f"another value {k}"})
+        verdicts = {rid: "PASS" for rid in reqs}
+        verdict = "PASS"
+        if n < failing:
+            verdict = verdicts[reqs[0]] = findings[0]["verdict"] = "FAIL"
+            findings[0].update(expected="1", actual="0")
+        scenarios.append({**template, "id": sid, "verdict": verdict, "requirements": verdicts, "findings": findings,
+                          "error": None, "expected": None, "reason": None,
+                          "events": [{**e, "evidence": f"evidence/{sid}/00{i}-in-message.eml"}
+                                     for i, e in enumerate(template["events"][:4])],
+                          "evidence": [f"evidence/{sid}/00{i}-in-message.eml" for i in range(4)]
+                          + [f"evidence/{sid}/004-smtp-submission.txt"]})
+    requirements = []
+    for r in catalogue:
+        judged = [s for s in scenarios if r.id in s["requirements"]]
+        verdict = "REVIEW" if r.audit_only else worst(s["requirements"][r.id] for s in judged) if judged else "SKIP"
+        requirements.append({"id": r.id, "level": r.level, "statement": r.statement, "audit_only": r.audit_only,
+                             "long_timer": r.long_timer, "verdict": verdict, "scenarios": [s["id"] for s in judged],
+                             "checks": []})
+    report = sample_report(scenarios=scenarios, requirements=requirements)
+    assert validate_report(report) == []
+    return report
+
+
+_PROBE = """<script>
+document.body.setAttribute("data-height", document.documentElement.scrollHeight);
+document.querySelectorAll("details").forEach(function (d) { d.open = false; });
+document.body.setAttribute("data-height-collapsed", document.documentElement.scrollHeight);
+var first = document.querySelector("#attention table.triage tbody tr:last-child, #nothing-needs-attention");
+document.body.setAttribute("data-attention-bottom", Math.round(first.getBoundingClientRect().bottom));
+</script></body>"""
+
+
+def _measure(tmp_path: Path, page: str) -> dict[str, int]:
+    """Heights in headless Chromium at 1400 px: as opened, with every <details> closed, and where the list of
+    requirements needing attention ends (a test-only script appended to a copy of the page)."""
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.replace("</body>", _PROBE), encoding="utf-8")
+    dom = _run_chromium(tmp_path / "profile-probe", "--window-size=1400,1000", "--dump-dom",
+                        probe.resolve().as_uri()).stdout
+    body = lxml_html.fromstring(dom).xpath("//body")[0]
+    return {key: int(body.get(f"data-{key}")) for key in ("height", "height-collapsed", "attention-bottom")}
+
+
+def test_a_run_sized_page_stays_under_1_mb_and_20000_px_collapsed(tmp_path):
+    page = to_html(_run_sized_report(), "../../docs/")
+    size = len(page.encode("utf-8"))
+    assert size < 1_000_000, size
+    heights = _measure(tmp_path, page)
+    print(f"run-sized report.html: {size} bytes, {heights}")
+    assert heights["height-collapsed"] < 20_000, heights
+
+
+def test_a_failing_run_shows_its_failing_requirements_on_the_first_screen(tmp_path):
+    page = to_html(_run_sized_report(failing=12), "../../docs/")
+    assert len(page.encode("utf-8")) < 1_000_000
+    heights = _measure(tmp_path, page)
+    assert heights["attention-bottom"] < 1000, heights  # the whole list fits a 1400 x 1000 window
+    doc = lxml_html.fromstring(page)
+    assert len(doc.xpath("//table[contains(@class,'triage')]/tbody/tr")) == 12

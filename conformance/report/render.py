@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from markupsafe import Markup, escape
+
+from ..catalogue import DOCS_DECISIONS, DOCS_REQUIREMENTS, anchor, load_catalogue, load_decisions
 from .junit import to_junit
 from .markdown import RESULT, to_markdown
 from .model import UNEXPECTED, VERDICTS, ReportError, counts, validate_report
@@ -58,58 +62,196 @@ def _duration(seconds: float) -> str:
     return format_offset(seconds)[1:]
 
 
-def _matrix(report: Mapping[str, Any]) -> dict:
-    """Requirement x scenario: the verdict each scenario gave each requirement.
+#: What the triage at the top lists: a requirement someone must look at.
+ATTENTION: tuple[str, ...] = ("FAIL", "ERROR", "XPASS", "BLOCKED")
+
+#: One letter per verdict for the matrix cells (the colour says the rest; PASS is a plain green cell).
+CELL: dict[str, str] = {"FAIL": "F", "ERROR": "E", "XPASS": "X", "WARN": "W", "XFAIL": "x", "BLOCKED": "B",
+                        "PASS": "", "REVIEW": "R", "INFO": "i", "SKIP": "s"}
+
+#: Findings shown per requirement in the triage; the rest are one click away in the scenario.
+TRIAGE_FINDINGS = 4
+
+#: Where the generated documentation lives in a source checkout (``docs/`` beside the package).
+DOCS_DIR = Path(__file__).resolve().parents[2] / "docs"
+
+
+def _rank(verdict: str | None) -> int:
+    """Sort key: most severe first, PASS after every other verdict, nothing at all last."""
+    if verdict is None:
+        return len(VERDICTS) + 1
+    if verdict == "PASS":
+        return len(VERDICTS)
+    return VERDICTS.index(verdict)
+
+
+class _Links:
+    """Hrefs of requirement and decision IDs: the entry in docs/ when the docs folder is known, otherwise
+    the requirement's matrix row and the decision's paragraph on this page."""
+
+    def __init__(self, docs: str | None) -> None:
+        self.docs = docs
+
+    def req(self, rid: str) -> str:
+        if self.docs is not None and rid in load_catalogue():
+            return f"{self.docs}{DOCS_REQUIREMENTS}#{anchor(rid)}"
+        return f"#requirement-{rid}"
+
+    def dec(self, did: str) -> str:
+        if self.docs is not None and did in load_decisions():
+            return f"{self.docs}{DOCS_DECISIONS}#{anchor(did)}"
+        return f"#decision-{did}"
+
+    def text(self, text: str | None) -> Markup:
+        """``text`` escaped, with every requirement or decision ID in it linked to its entry."""
+        def one(match: re.Match[str]) -> str:
+            ident = match.group(0)
+            if ident in load_decisions():
+                return f'<a class="rid" href="{escape(self.dec(ident))}">{ident}</a>'
+            if ident in load_catalogue():
+                return f'<a class="rid" href="{escape(self.req(ident))}">{ident}</a>'
+            return ident
+
+        return Markup(_ID.sub(one, str(escape(text or ""))))
+
+
+#: A requirement (FMT-04) or decision (D33) ID inside free text.
+_ID = re.compile(r"\b(?:[A-Z]{3}-\d{2}|D\d{1,2})\b")
+
+
+def _matrix(report: Mapping[str, Any], scenario_order: list[str]) -> dict:
+    """Requirement x scenario: the verdict each scenario gave each requirement, rows needing attention
+    first (most severe first, PASS rows last), columns in the order of the scenario list.
 
     Audit-only requirements show REVIEW (a wire cannot judge them) in their verdict column and in
     every cell of a scenario that touches them. Requirements judged by a scenario but missing from
     the report's requirement list still get a row, so nothing judged is hidden.
     """
-    scenarios = report["scenarios"]
+    by_id = {s["id"]: s for s in report["scenarios"]}
+    scenarios = [by_id[sid] for sid in scenario_order]
     listed = list(report["requirements"])
     known = {r["id"] for r in listed}
     extra = sorted({rid for s in scenarios for rid in s["requirements"]} - known)
     rows = []
-    for req in listed + [{"id": rid, "level": "", "statement": "(not in the report's requirement list)",
-                          "audit_only": False, "long_timer": False, "verdict": None, "scenarios": []}
-                         for rid in extra]:
+    for position, req in enumerate(listed + [
+            {"id": rid, "level": "", "statement": "(not in the report's requirement list)",
+             "audit_only": False, "long_timer": False, "verdict": None, "scenarios": []} for rid in extra]):
+        cited_by = set(req["scenarios"])
         cells = []
         for scenario in scenarios:
             verdict = scenario["requirements"].get(req["id"])
-            cited = verdict is not None or scenario["id"] in req["scenarios"]
+            cited = verdict is not None or scenario["id"] in cited_by
             if req["audit_only"] and cited:
                 verdict = "REVIEW"
-            cells.append({"verdict": verdict, "cited": cited, "scenario": scenario["id"]})
+            # One letter per cell, end tags omitted (valid HTML): a 229 x 60 matrix stays near 150 KB.
+            if verdict is None:
+                cells.append("<td class=c>\u00b7" if cited else "<td>")
+            else:
+                letter = CELL.get(verdict, "?")
+                cells.append(f"<td class=k{letter or 'p'}>{letter}")
         shown = "REVIEW" if req["audit_only"] else req["verdict"]
-        rows.append({**req, "shown": shown, "cells": cells})
-    return {"columns": [{"id": s["id"], "verdict": s["verdict"]} for s in scenarios], "rows": rows}
+        rows.append({**req, "shown": shown, "cells": Markup("".join(cells)), "position": position})
+    rows.sort(key=lambda r: (_rank(r["shown"]), r["position"]))
+    return {"columns": [{"id": s["id"], "verdict": s["verdict"]} for s in scenarios], "rows": rows,
+            "present": [v for v in VERDICTS if any(r["shown"] == v for r in rows)]}
+
+
+def _evidence_link(path: str | None) -> dict | None:
+    if not path:
+        return None
+    return {"path": path, "name": path.rsplit("/", 1)[-1], "href": evidence_href(path)}
+
+
+def _transcripts(scenario: Mapping[str, Any]) -> list[dict]:
+    """The scenario's SMTP transcripts (``.txt`` evidence), in the order they were written."""
+    return [link for p in scenario["evidence"] if p.endswith(".txt") and (link := _evidence_link(p))]
+
+
+def _finding_view(finding: Mapping[str, Any]) -> dict:
+    evidence = finding["evidence"]
+    return {**finding, "href": evidence_href(evidence), "problem": finding["verdict"] in UNEXPECTED,
+            "message_link": _evidence_link(evidence) if evidence and not evidence.endswith(".txt") else None,
+            "transcript_link": _evidence_link(evidence) if evidence and evidence.endswith(".txt") else None}
+
+
+def _passing_groups(findings: list[Mapping[str, Any]]) -> list[dict]:
+    """PASS findings by check, with how many times each held (the page names the checks; the messages of
+    thousands of passes stay in report.json, which keeps the page small)."""
+    groups: dict[str, dict] = {}
+    for f in findings:
+        groups.setdefault(f["check"], {"check": f["check"], "count": 0})["count"] += 1
+    return list(groups.values())
 
 
 def _scenario_view(scenario: Mapping[str, Any]) -> dict:
     bad_evidence = {f["evidence"] for f in scenario["findings"] if f["verdict"] in UNEXPECTED and f["evidence"]}
-    findings = sorted(
-        ({**f, "href": evidence_href(f["evidence"]), "problem": f["verdict"] in UNEXPECTED}
-         for f in scenario["findings"]),
-        key=lambda f: VERDICTS.index(f["verdict"]),
-    )
+    ordered = sorted(scenario["findings"], key=lambda f: VERDICTS.index(f["verdict"]))
+    judged = ("FAIL", "ERROR", "XPASS", "WARN", "XFAIL", "BLOCKED")  # in view; notes and passes collapsed
+    shown = [_finding_view(f) for f in ordered if f["verdict"] in judged]
+    notes = [_finding_view(f) for f in ordered if f["verdict"] not in judged and f["verdict"] != "PASS"]
     return {
         **scenario,
         "anchor": f"scenario-{scenario['id']}",
         "problem": scenario["verdict"] in UNEXPECTED,
+        "attention": scenario["verdict"] in ATTENTION,
         "duration": _duration(scenario["duration_s"]),
         "diagram": layout(scenario["events"], bad_evidence),
-        "findings_view": findings,
+        "findings_view": shown,
+        "notes": notes,
+        "passing": _passing_groups([f for f in ordered if f["verdict"] == "PASS"]),
+        "passing_count": sum(1 for f in ordered if f["verdict"] == "PASS"),
         "finding_counts": {v: n for v in VERDICTS
                            if (n := sum(1 for f in scenario["findings"] if f["verdict"] == v))},
-        "requirement_list": sorted(scenario["requirements"].items()),
-        "evidence_links": [{"path": p, "href": evidence_href(p)} for p in scenario["evidence"]],
+        "requirement_list": sorted(((rid, v) for rid, v in scenario["requirements"].items() if v != "PASS"),
+                                   key=lambda kv: (_rank(kv[1]), kv[0])),
+        "passed_requirements": sum(1 for v in scenario["requirements"].values() if v == "PASS"),
+        "evidence_links": [_evidence_link(p) for p in scenario["evidence"]],
+        "transcripts": _transcripts(scenario),
     }
 
 
-def html_context(report: Mapping[str, Any]) -> dict:
+def _triage(report: Mapping[str, Any], scenarios: list[dict]) -> list[dict]:
+    """The requirements someone must look at (FAIL, ERROR, XPASS, BLOCKED), most severe first: each with
+    its statement and, per scenario that gave the verdict, the findings saying why with their evidence."""
+    items = []
+    for position, req in enumerate(report["requirements"]):
+        if req["verdict"] not in ATTENTION:
+            continue
+        where = []
+        for s in scenarios:
+            verdict = s["requirements"].get(req["id"])
+            if verdict not in ATTENTION:
+                continue
+            findings = [_finding_view(f) for f in s["findings"]
+                        if req["id"] in f["requirements"] and f["verdict"] in ATTENTION]
+            where.append({"scenario": s, "verdict": verdict, "findings": findings[:TRIAGE_FINDINGS],
+                          "more": max(len(findings) - TRIAGE_FINDINGS, 0)})
+        decisions = sorted({f["decision"] for w in where for f in w["findings"] if f["decision"]})
+        items.append({**req, "where": where, "decisions": decisions, "position": position})
+    items.sort(key=lambda r: (_rank(r["verdict"]), r["position"]))
+    return items
+
+
+def _cited_decisions(report: Mapping[str, Any]) -> list[dict]:
+    """The decisions the report's findings name, with the point each settles (for the IDs on the page)."""
+    known = load_decisions()
+    named = {f["decision"] for s in report["scenarios"] for f in s["findings"] if f["decision"]}
+    ordered = sorted((d for d in named if d in known), key=lambda d: int(d[1:]))
+    return [{"id": d, "point": known[d].point} for d in ordered]
+
+
+def docs_base(out_dir: Path) -> str | None:
+    """The relative path from a report folder to the checkout's docs/ (with a trailing slash), or None
+    when the suite runs from an installed copy without docs."""
+    if not DOCS_DIR.is_dir():
+        return None
+    return os.path.relpath(DOCS_DIR, Path(out_dir).resolve()).replace(os.sep, "/") + "/"
+
+
+def html_context(report: Mapping[str, Any], docs: str | None = None) -> dict:
     """Everything the HTML template reads, computed from the report (no logic in the template)."""
     summary = report["summary"]
-    scenarios = [_scenario_view(s) for s in report["scenarios"]]
+    scenarios = sorted((_scenario_view(s) for s in report["scenarios"]), key=lambda s: _rank(s["verdict"]))
     return {
         "report": report,
         "verdicts": VERDICTS,
@@ -120,13 +262,21 @@ def html_context(report: Mapping[str, Any]) -> dict:
         "scenarios": scenarios,
         "present_verdicts": [v for v in VERDICTS if any(s["verdict"] == v for s in scenarios)],
         "xpass": [s for s in scenarios if s["verdict"] == "XPASS"],
-        "matrix": _matrix(report),
+        "errors": [s for s in scenarios if s["verdict"] == "ERROR" and s["error"]],
+        "triage": _triage(report, scenarios),
+        "matrix": _matrix(report, [s["id"] for s in scenarios]),
+        "decisions": _cited_decisions(report),
+        "link": _Links(docs),
+        "docs": docs,
     }
 
 
-def to_html(report: Mapping[str, Any]) -> str:
-    """``report.html``: one self-contained page (inline CSS and SVG, readable without JavaScript)."""
-    return _environment().get_template(TEMPLATE).render(html_context(report))
+def to_html(report: Mapping[str, Any], docs: str | None = None) -> str:
+    """``report.html``: one self-contained page (inline CSS and SVG, readable without JavaScript).
+
+    ``docs``: the relative path from the page to the suite's docs/ folder (see ``docs_base``); requirement
+    and decision IDs link to their entries there. Without it they link to their place on the page."""
+    return _environment().get_template(TEMPLATE).render(html_context(report, docs))
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -156,7 +306,7 @@ def write_reports(report: Mapping[str, Any], out_dir: Path, *, validate: bool = 
         errors = validate_report(report)
         if errors:
             raise ReportError(f"{paths['json']}: not a valid report; html, junit and markdown not written", errors)
-    _write_text(paths["html"], to_html(report))
+    _write_text(paths["html"], to_html(report, docs_base(out_dir)))
     _write_text(paths["junit"], to_junit(report))
     _write_text(paths["markdown"], to_markdown(report))
     return paths
