@@ -69,8 +69,9 @@ def builtin_target(out: Path, faults: list[str], multiplier: float) -> Iterator[
     """The reference provider on loopback (ephemeral ports, a temporary folder, timers in seconds), a
     counterpart provider and an ordinary mail domain, all sharing one test PKI and providers index."""
     from .reference.config import load_config
-    from .reference.deploy import ProviderPlan, write_deployment
+    from .reference.deploy import ProviderPlan, publish_index, write_deployment
     from .reference.provider import ReferenceProvider
+    from .targetkit import slug
 
     work = Path(tempfile.mkdtemp(prefix="pec-run-"))
     started: list = []
@@ -116,7 +117,11 @@ def builtin_target(out: Path, faults: list[str], multiplier: float) -> Iterator[
                           "max_message_size": config.limits.max_message_size, "timers": True,
                           "full_mailbox": FULL_MAILBOX[0], "index_refresh": config.index_refresh,
                           "receipt_types": ["completa", "breve", "sintetica"]},
-            ca_file=work / "pki/ca/ca.pem", kind="reference")
+            ca_file=work / "pki/ca/ca.pem", kind="reference",
+            # Its published index (signed LDIF, with the index faults switched on) and its signing certificate.
+            published_index=publish_index(work / "pki", TARGET_NAME, faults),
+            published_index_signer=work / "pki/index/index-signer.pem",
+            signing_certificate=work / "pki/providers" / slug(TARGET_NAME) / "cert.pem")
         world = core.World(
             profile=profile, counterpart=counterpart, ordinary=ordinary, counterpart_users=list(COUNTERPART_USERS),
             ordinary_users=list(ORDINARY_USERS),
@@ -175,14 +180,14 @@ def profile_target(profile: TargetProfile, out: Path, multiplier: float, pki_dir
     """A real deployment: the counterpart uses a provider of `pki_dir` (written by `pki init`, whose index
     and CA the target's operator loaded); the target's own index record comes from its certificate."""
     try:
-        layout, index, cas = _profile_trust(profile, pki_dir)
+        layout, index, cas, crls = _profile_trust(profile, pki_dir)
     except (OSError, ValueError, KeyError) as exc:  # unreadable or malformed files: a usage error, not a crash
         raise ProfileError(f"{exc}") from None
     creds = layout.providers[0]
     evidence = EvidenceStore(out)
     tls = _tls_server(pki_dir.parent) if (pki_dir.parent / "pki/tls/cert.pem").exists() else None
     host, port = profile.counterpart_listen
-    counterpart = Counterpart(creds, index=index, ca_certificates=cas, crls=[layout.crl], tls_context=tls,
+    counterpart = Counterpart(creds, index=index, ca_certificates=cas, crls=crls, tls_context=tls,
                               target_incoming=profile.incoming, host=host, port=port,
                               evidence=_hook(evidence, "_counterpart"))
     ordinary = OrdinaryDomain((profile.ordinary_domain,), target_incoming=profile.incoming,
@@ -195,7 +200,7 @@ def profile_target(profile: TargetProfile, out: Path, multiplier: float, pki_dir
             profile=profile, counterpart=counterpart, ordinary=ordinary,
             counterpart_users=[f"utente{i}@{creds.domains[0]}" for i in (1, 2, 3)],
             ordinary_users=[f"utente{i}@{profile.ordinary_domain}" for i in (1, 2)],
-            validation=ValidationContext(index=index, ca_certificates=cas, crls=[layout.crl]), evidence=evidence,
+            validation=ValidationContext(index=index, ca_certificates=cas, crls=crls), evidence=evidence,
             client_tls=_client_tls(profile.ca_file), multiplier=multiplier, counterpart_credentials=creds,
             forgery=_load_forgery(pki_dir, creds.provider_name))
     finally:
@@ -223,7 +228,14 @@ def _profile_trust(profile: TargetProfile, pki_dir: Path):
             cas += x509.load_pem_x509_certificates(profile.ca_file.read_bytes())
         except ValueError as exc:
             raise ProfileError(f"{profile.ca_file}: not a PEM certificate ({exc})") from None
-    return layout, pec_index.ProvidersIndex(records), cas
+    crls = [layout.crl]
+    if profile.crl_file is not None:
+        data = profile.crl_file.read_bytes()
+        try:
+            crls.append(x509.load_pem_x509_crl(data) if b"-----BEGIN" in data else x509.load_der_x509_crl(data))
+        except ValueError as exc:
+            raise ProfileError(f"{profile.crl_file}: not a CRL ({exc})") from None
+    return layout, pec_index.ProvidersIndex(records), cas, crls
 
 
 def builtin_placeholder() -> TargetProfile:

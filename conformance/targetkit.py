@@ -72,6 +72,7 @@ password_env = "PEC_USER3_PASSWORD"
 
 [trust]                              # yours: public files of your deployment, copied next to this file
 ca = "../sandbox/pki/ca/ca.pem"                             # the CA of your TLS and signing certificates
+crl = "../sandbox/pki/ca/crl.pem"                           # its CRL
 certificate = "../sandbox/pki/providers/{slug}/cert.pem"    # your signing certificate
 index = "../sandbox/pki/index/providers.ldif.p7m"           # your published index (signed LDIF)
 index_signer = "../sandbox/pki/index/index-signer.pem"      # the certificate that signs it

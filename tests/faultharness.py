@@ -36,7 +36,7 @@ from conformance.reference.faults import FaultSet, resign, unsign
 from conformance.reference.provider import ReferenceProvider
 
 UNKNOWN_BETA = "nessuno@pec.beta.test"
-SIDES = {"access": "alfa", "tracking": "alfa", "incoming": "beta", "delivery": "beta"}
+SIDES = {"access": "alfa", "tracking": "alfa", "incoming": "beta", "delivery": "beta", "index": "alfa"}
 
 
 # ---------------------------------------------------------------------------------------------- snapshot
@@ -306,3 +306,16 @@ def timers_finish(started, alfa_faults=(), beta_faults=(), wait_until: float | N
 
 def timers(directory: Path, alfa_faults=(), beta_faults=()) -> Run:
     return timers_finish(timers_start(directory, alfa_faults, beta_faults), alfa_faults, beta_faults)
+
+
+def published_index(tmp_path: Path, alfa_faults: tuple[str, ...] = (), beta_faults: tuple[str, ...] = ()) -> Run:
+    """Alfa's published index (the signed LDIF it serves for the directory), written with its index faults on."""
+    from conformance.pec.pki import ProviderSpec, write_pki_directory
+    from conformance.reference.deploy import publish_index
+
+    name = "Gestore Alfa S.p.A."
+    write_pki_directory(tmp_path / "pki", [ProviderSpec(name, ("pec.alfa.test",))])
+    path = publish_index(tmp_path / "pki", name, alfa_faults)
+    return Run("published_index", tuple(alfa_faults), tuple(beta_faults), sent={}, boxes={}, silent=[], external=[],
+               replies=[], contexts={}, receipt_mailbox={}, transactions={}, tracking=[], events={}, quarantined={},
+               errors={}, extra={"published": path.read_bytes(), "pki": tmp_path / "pki", "provider": name})

@@ -462,7 +462,7 @@ class Scenario:
 FLOWS: dict[str, Callable[..., Run]] = {f.__name__: f for f in (
     fh.completa, fh.breve, fh.bcc, fh.hidden_recipient, fh.sender_mismatch, fh.virus_submission,
     fh.unknown_mailbox, fh.sha1_envelope, fh.virus_envelope, fh.anomaly, fh.unsigned_copy,
-    fh.malformed_signed, fh.timers)}
+    fh.malformed_signed, fh.timers, fh.published_index)}
 
 
 def _carried(run: Run) -> bytes:
@@ -477,6 +477,26 @@ PRESA = emitted(Kind.PRESA_IN_CARICO, "beta")
 COMPLETA = emitted(Kind.CONSEGNA_COMPLETA, "beta", carried=_carried)
 MANCATA = emitted(Kind.MANCATA_CONSEGNA, "beta")
 ANOMALIA = emitted(Kind.BUSTA_ANOMALIA, BETA_USER)
+
+def p_published_index(run: Run) -> Observation:
+    """The published index judged as the suite's index.published scenario judges it."""
+    from datetime import UTC, datetime
+
+    from conformance.checks.published_index import judge_published_index
+    from conformance.pec.pki import load_pki_directory
+
+    layout = load_pki_directory(run.extra["pki"])
+    cred = layout.provider(run.extra["provider"])
+    obs = Observation()
+    for f in judge_published_index(run.extra["published"], provider_name=cred.provider_name,
+                                   domains=list(cred.domains), service_address=cred.service_address,
+                                   signer=layout.index_signer_certificate, signing_certificate=cred.certificate,
+                                   now=datetime.now(UTC)):
+        obs.add(str(f.verdict), *f.requirements)
+        if f.verdict in (Verdict.FAIL, Verdict.ERROR):
+            obs.failures.append(f"{','.join(f.requirements)}: {f.message}")
+    return obs
+
 
 SCENARIOS: dict[str, Scenario] = {
     # access point
@@ -541,6 +561,10 @@ SCENARIOS: dict[str, Scenario] = {
     "trk-24h-no-code": Scenario("timers", emitted(Kind.MANCATA_CONSEGNA_24H, "alfa")),
     "trk-no-virus-notice": Scenario("virus_envelope", p_no_virus_notice),
     "trk-virus-notice-no-flag": Scenario("virus_envelope", emitted(Kind.MANCATA_CONSEGNA_VIRUS, "alfa")),
+    # the published index
+    **{name: Scenario("published_index", p_published_index) for name in (
+        "idx-dn-outside-postacert", "idx-no-provider-name", "idx-no-main-record", "idx-unsigned",
+        "idx-wrong-certificate-hash", "idx-receipt-in-brackets", "idx-service-domain-unlisted", "idx-renewal-gap")},
 }
 
 # Faults whose deviation the suite does not (yet) show; each reason names the library code at fault.

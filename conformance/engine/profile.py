@@ -99,6 +99,7 @@ class TargetProfile:
     # The target's own published providers index (signed LDIF) and the certificate that signs it.
     published_index: Path | None = None
     published_index_signer: Path | None = None
+    crl_file: Path | None = None  # the CRL of the target's CA (its signing certificate's revocation)
     counterpart_listen: tuple[str, int] = ("127.0.0.1", 0)
     counterpart_domain: str = "pec.controparte.test"
     ordinary_listen: tuple[str, int] = ("127.0.0.1", 0)
@@ -115,7 +116,8 @@ class TargetProfile:
     def missing_files(self) -> list[str]:
         """The files the profile names that are not there, as `field: path` (checked before a run starts)."""
         named = {"trust.ca": self.ca_file, "trust.certificate": self.signing_certificate,
-                 "trust.index": self.published_index, "trust.index_signer": self.published_index_signer}
+                 "trust.index": self.published_index, "trust.index_signer": self.published_index_signer,
+                 "trust.crl": self.crl_file}
         out = [f"{k}: {v}" for k, v in named.items() if v is not None and not v.is_file()]
         out += [f"mailboxes.url: {m.url.removeprefix('maildir://')}" for m in self.mailboxes
                 if m.url.startswith("maildir://") and not Path(m.url.removeprefix("maildir://")).is_dir()]
@@ -172,6 +174,7 @@ def load_profile(path: Path) -> TargetProfile:
         signing_certificate=rel(trust.get("certificate")),
         published_index=rel(trust.get("index")),
         published_index_signer=rel(trust.get("index_signer")),
+        crl_file=rel(trust.get("crl")),
         counterpart_listen=(counterpart.get("host", "127.0.0.1"), int(counterpart.get("port", 0))),
         counterpart_domain=counterpart.get("domain", "pec.controparte.test"),
         ordinary_listen=(ordinary.get("host", "127.0.0.1"), int(ordinary.get("port", 0))),

@@ -190,6 +190,7 @@ def sandbox_mismatches(profile, directory: Path, config: Path) -> list[str]:
     directory = Path(directory).resolve()
     slug = config.stem
     wanted = {"trust.ca": (profile.ca_file, directory / "pki/ca/ca.pem"),
+              "trust.crl": (profile.crl_file, directory / "pki/ca/crl.pem"),
               "trust.certificate": (profile.signing_certificate, directory / f"pki/providers/{slug}/cert.pem"),
               "trust.index": (profile.published_index, directory / "pki/index/providers.ldif.p7m"),
               "trust.index_signer": (profile.published_index_signer, directory / "pki/index/index-signer.pem")}
@@ -199,3 +200,66 @@ def sandbox_mismatches(profile, directory: Path, config: Path) -> list[str]:
         if m.url.startswith("maildir://") and Path(m.url.removeprefix("maildir://")).resolve() != want:
             out.append(f"mailboxes[{m.address}].url = \"maildir://{want}\"")
     return out
+
+
+SECONDARY_UNIT = "Ambiente di collaudo"
+
+
+def publish_index(pki_dir: Path, provider_name: str, faults=(), out: Path | None = None) -> Path:
+    """Write the provider's published index (the signed LDIF it serves for the directory) under `out`
+    (default: `<pki_dir>/../published`), with its records as the PKI has them and the index faults
+    switched on applied to its own record. Returns the file's path."""
+    import dataclasses
+    from datetime import timedelta
+
+    from ..pec import index as pec_index
+    from ..pec.pki import issue_provider_certificate
+
+    layout = load_pki_directory(Path(pki_dir))
+    on = set(faults)
+    mine = [r for r in layout.index.records if r.provider_name == provider_name]
+    if not mine:
+        raise ValueError(f"{pki_dir}: no record of {provider_name}")
+    cred = layout.provider(provider_name)
+    records = []
+    for r in layout.index.records:
+        if r.provider_name == provider_name:
+            if "idx-renewal-gap" in on:  # a successor valid only from a day after the current certificate ends
+                start = cred.certificate.not_valid_after_utc + timedelta(days=1)
+                _key, nxt = issue_provider_certificate(layout.ca, provider_name, cred.service_address,
+                                                       not_before=start, not_after=start + timedelta(days=365))
+                der = nxt.public_bytes(serialization.Encoding.DER)
+                r = dataclasses.replace(r, certificates=(*r.certificates, der),
+                                        certificate_hashes=(*r.certificate_hashes, pec_index.certificate_hash(der)))
+            if "idx-wrong-certificate-hash" in on:
+                r = dataclasses.replace(r, certificate_hashes=tuple(
+                    pec_index.certificate_hash(h.encode()) for h in r.certificate_hashes))
+            if "idx-receipt-in-brackets" in on:
+                r = dataclasses.replace(r, mail_receipt=f"<{r.mail_receipt}>")
+            if "idx-service-domain-unlisted" in on:
+                r = dataclasses.replace(r, managed_domains=tuple(f"posta.{d}" for d in r.managed_domains))
+        records.append(r)
+    text = pec_index.write_ldif(records).decode("utf-8")
+    blocks = text.split("\n\n")
+    dn_line = f"dn: {pec_index.provider_dn(provider_name)}"
+    for i, block in enumerate(blocks):
+        if not block.startswith(dn_line + "\n"):
+            continue
+        if "idx-dn-outside-postacert" in on:
+            block = block.replace(dn_line, dn_line.replace(",o=postacert", ",o=pec"), 1)
+        if "idx-no-provider-name" in on:
+            block = "\n".join(ln for ln in block.split("\n") if not ln.startswith("providerName:"))
+        if "idx-no-main-record" in on:
+            block = block.replace(dn_line, f"dn: providerUnit={SECONDARY_UNIT},{dn_line[4:]}", 1)
+            block += f"\nproviderUnit: {SECONDARY_UNIT}\nLDIFLocationURL: https://indice.invalid/providers.ldif.p7m"
+        blocks[i] = block
+    ldif = "\n\n".join(blocks).encode("utf-8")
+    out = Path(out) if out is not None else Path(pki_dir).parent / "published"
+    out.mkdir(parents=True, exist_ok=True)
+    if "idx-unsigned" in on:
+        path, data = out / "providers.ldif", ldif
+    else:
+        path = out / "providers.ldif.p7m"
+        data = pec_index.sign_index(ldif, layout.index_signer_key, layout.index_signer_certificate)
+    path.write_bytes(data)
+    return path

@@ -571,6 +571,26 @@ FAULTS: tuple[Fault, ...] = (
     Fault("inc-anomaly-text-other-subject", "incoming", ("ANO-09",), "FAIL",
           "anomaly text names another subject than the received message's", (Kind.BUSTA_ANOMALIA,),
           message=_texts(_text_subject_changed)),
+    # ---------------------------------------------------------------- the target's published index
+    # Flow faults: the built-in target publishes its signed LDIF altered this way (reference.deploy.publish_index).
+    Fault("idx-dn-outside-postacert", "index", ("IDX-01",), "FAIL",
+          "the published record's DN is not under o=postacert", scenarios=("index.published",)),
+    Fault("idx-no-provider-name", "index", ("IDX-02",), "FAIL",
+          "the published record has no providerName attribute", scenarios=("index.published",)),
+    Fault("idx-no-main-record", "index", ("IDX-03",), "FAIL",
+          "the only published record is a secondary environment (providerUnit), with LDIFLocationURL",
+          scenarios=("index.published",)),
+    Fault("idx-unsigned", "index", ("IDX-04",), "FAIL", "the index is published as plain LDIF, not signed",
+          scenarios=("index.published",)),
+    Fault("idx-wrong-certificate-hash", "index", ("IDX-05",), "FAIL",
+          "providerCertificateHash is not the SHA-1 of the listed certificate", scenarios=("index.published",)),
+    Fault("idx-receipt-in-brackets", "index", ("IDX-06",), "FAIL",
+          "mailReceipt is published in angle brackets", scenarios=("index.published",)),
+    Fault("idx-service-domain-unlisted", "index", ("IDX-14",), "WARN",
+          "the service address's domain is not among the record's managedDomains", scenarios=("index.published",)),
+    Fault("idx-renewal-gap", "index", ("SIG-16",), "FAIL",
+          "the renewed certificate listed in the record starts only after the current one ends",
+          scenarios=("index.published",)),
 )
 
 CATALOGUE: dict[str, Fault] = {f.name: f for f in FAULTS}
