@@ -282,6 +282,10 @@ def presa_never_to_user(ctx: ScenarioContext) -> None:
     about, _ = forge.envelope(creds, ctx.original(ctx.peer(0), sender=user))
     presa = forge.presa_in_carico(creds, about, ctx.world.profile.receipt_mailbox, [ctx.peer(0)])
     code = ctx.inject(presa, [user], mail_from=creds.service_address, label="presa-to-user")
+    if not 200 <= code < 300:
+        ctx.info("GEN-08", f"a presa in carico sent to a user address was refused (SMTP {code})")
+        ctx.blocked("GEN-08", "the presa in carico for a user address was not taken: nothing could reach the user")
+        return
     seen = ctx.quiet_mailbox(1, Kind.PRESA_IN_CARICO, during=QUIET)
     shown = {str(c.message.kind) for c in ctx.mailbox(1)}
     ctx.info("GEN-08", f"a presa in carico sent to a user address: SMTP {code}; the user's mailbox holds "

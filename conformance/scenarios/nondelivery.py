@@ -64,8 +64,11 @@ def counterpart_rejects(ctx: ScenarioContext) -> None:
     ctx.verdict("GEN-07", not presa, "no presa in carico in the sender's mailbox", expected="none",
                 actual=f"{len(presa)} presa in carico")
     back = [r for r in ctx.counterpart_got() if r.message.kind is not Kind.BUSTA_TRASPORTO]
-    ctx.verdict(("RIC-13", "CON-03"), not back, "nothing goes back to the counterpart for its notices",
-                expected="none", actual=", ".join(str(r.message.kind) for r in back) or "none")
+    if by_rcpt or back:
+        ctx.verdict(("RIC-13", "CON-03"), not back, "nothing goes back to the counterpart for its notices",
+                    expected="none", actual=", ".join(str(r.message.kind) for r in back) or "none")
+    else:
+        ctx.blocked("CON-03", "none of the counterpart's notices reached the user: nothing to answer or not")
 
 
 @scenario("nondelivery.unknown-mailbox-at-target", "An envelope for a mailbox the target does not have",
@@ -106,8 +109,11 @@ def unknown_mailbox(ctx: ScenarioContext) -> None:
                                                          for x in r.rcpts))
         _judge_notice(ctx, notices[0].message, missing)
     receipts = [r for r in ctx.counterpart_got() if r.message.kind in CONSEGNE]
-    ctx.verdict("CON-02", not receipts, "no delivery receipt for a mailbox that does not exist", expected="none",
-                actual=f"{len(receipts)} receipt(s)")
+    if notices or receipts:  # the target answered the envelope: which answer it chose counts
+        ctx.verdict("CON-02", not receipts, "no delivery receipt for a mailbox that does not exist", expected="none",
+                    actual=f"{len(receipts)} receipt(s)")
+    else:
+        ctx.blocked("CON-02", "the target answered the envelope with no notice at all")
 
 
 def _judge_notice(ctx: ScenarioContext, msg, missing: str) -> None:

@@ -252,8 +252,16 @@ def two_recipients(ctx: ScenarioContext) -> None:
                 expected="1", actual=str(len(receipt)))
     caps = _watch(ctx, run, run.timeout)
     wrong = _of(caps, Kind.PREAVVISO_12H, answered) + _of(caps, Kind.MANCATA_CONSEGNA_24H, answered)
-    ctx.verdict(("MUL-10", "TMO-07"), not wrong, f"no timeout notice for {answered}, answered in time",
-                decision="D26", expected="none", actual=f"{len(wrong)} notice(s)")
+    if _of(caps, Kind.PREAVVISO_12H, silent_one) and receipt:
+        # The silent recipient's 12 h notice shows the timers work: their silence for the other one counts.
+        ctx.verdict(("MUL-10", "TMO-07"), not wrong, f"no timeout notice for {answered}, answered in time",
+                    decision="D26", expected="none", actual=f"{len(wrong)} notice(s)")
+    elif wrong:
+        ctx.verdict(("MUL-10", "TMO-07"), False, f"no timeout notice for {answered}, answered in time",
+                    decision="D26", expected="none", actual=f"{len(wrong)} notice(s)")
+    else:
+        ctx.blocked("TMO-07", "no 12 h notice for the silent recipient either (or the consegna was not "
+                              "delivered): the quiet timers of the answered one prove nothing")
     _both_notices(ctx, run, caps, silent_one, reqs=("MUL-10", "TMO-06"))
     _addressed(ctx, caps, [answered, silent_one])
 

@@ -164,6 +164,8 @@ def starttls_incoming(ctx: ScenarioContext) -> None:
         ctx.verdict(("SEC-04", "SEC-01"), offers, "the incoming point announces STARTTLS",
                     expected="250-STARTTLS", actual="announced" if offers else "not announced")
         _session(ctx, probe, "plain")
+        ctx.info("RIC-15", "a plain session from an ordinary domain, as Internet mail arrives, offered to the "
+                           "incoming point (SEC-04 tells how it went)")
         if offers:
             code, text = probe.cmd("STARTTLS")
             ctx.verdict("SEC-04", code == 220, "STARTTLS succeeds", expected="220", actual=f"{code} {text}")
