@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..counterpart import Counterpart
+from ..pec.pki import load_pki_directory
 from ..runner import (
     COUNTERPART_DOMAINS,
     COUNTERPART_NAME,
@@ -179,68 +181,61 @@ def _provider_main(spec: dict) -> None:
         provider.stop()
 
 
-class LoggedCounterpart:
-    """Factory for a counterpart that logs instead of keeping what it received (see the module text)."""
+class LoggingCounterpart(Counterpart):
+    """A counterpart that logs what it receives and sends instead of keeping it (see the module text)."""
 
-    @staticmethod
-    def create(spec: dict):
-        from ..counterpart import Counterpart
-        from ..pec.pki import load_pki_directory
+    def __init__(self, *args, spec: dict, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._log = open(spec["log"], "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - open while serving
+        self._log_lock = threading.Lock()
+        self._seen = 0
+        self._sample_every = max(int(spec["sample_every"]), 1)
+        self._evidence_dir = Path(spec["evidence"])
+        self._pending = threading.local()  # the evidence path of the message being received, per thread
+        self.evidence = self._hook
 
-        class _Logged(Counterpart):
-            def __init__(self, *args, **kwargs):
-                super().__init__(*args, **kwargs)
-                self._log = open(spec["log"], "a", encoding="utf-8", buffering=1)  # noqa: SIM115
-                self._log_lock = threading.Lock()
-                self._seen = 0
-                self._sample_every = max(int(spec["sample_every"]), 1)
-                self._evidence_dir = Path(spec["evidence"])
-                self._pending = threading.local()
-                self.evidence = self._hook
+    def _write(self, entry: dict) -> None:
+        with self._log_lock:
+            self._log.write(json.dumps(entry) + "\n")
 
-            def _write(self, entry: dict) -> None:
-                with self._log_lock:
-                    self._log.write(json.dumps(entry) + "\n")
+    def _hook(self, direction: str, raw: bytes, meta: dict) -> None:
+        """Evidence hook: answers are logged; every `sample_every`-th message received is on disk
+        (flushed) before its 250, the others only in the log."""
+        if direction == "out":
+            self._write({"ev": "out", "at": meta["at"], "kind": meta.get("kind"), "related": meta.get("related")})
+            return
+        with self._log_lock:
+            self._seen += 1
+            n = self._seen
+        self._pending.path = None
+        if self._sample_every == 1 or n % self._sample_every == 1:
+            self._evidence_dir.mkdir(parents=True, exist_ok=True)
+            path = self._evidence_dir / f"{n:06d}-in.eml"
+            with open(path, "wb") as fh:
+                fh.write(raw)
+                fh.flush()
+                os.fsync(fh.fileno())
+            self._pending.path = str(path)
 
-            def _hook(self, direction: str, raw: bytes, meta: dict) -> None:
-                if direction == "out":
-                    self._write({"ev": "out", "at": meta["at"], "kind": meta.get("kind"),
-                                 "related": meta.get("related")})
-                    return
-                with self._log_lock:
-                    self._seen += 1
-                    n = self._seen
-                self._pending.path = None
-                if n % self._sample_every == 1 or self._sample_every == 1:
-                    self._evidence_dir.mkdir(parents=True, exist_ok=True)
-                    path = self._evidence_dir / f"{n:06d}-in.eml"
-                    with open(path, "wb") as fh:
-                        fh.write(raw)
-                        fh.flush()
-                        os.fsync(fh.fileno())
-                    self._pending.path = str(path)
+    def append(self, item) -> None:  # log the transaction, keep nothing in memory
+        d = item.message.daticert
+        self._write({"ev": "in", "at": item.at, "kind": str(item.message.kind), "msgid": d.msgid if d else None,
+                     "id": d.identificativo if d else None, "rcpts": item.rcpts, "verified": item.verified,
+                     "behaviour": item.behaviour, "evidence": getattr(self._pending, "path", None)})
+        with self._cond:
+            del self.sent[:-100]
 
-            def append(self, item) -> None:  # log the transaction, keep nothing in memory
-                d = item.message.daticert
-                self._write({"ev": "in", "at": item.at, "kind": str(item.message.kind),
-                             "msgid": d.msgid if d else None, "id": d.identificativo if d else None,
-                             "rcpts": item.rcpts, "verified": item.verified, "behaviour": item.behaviour,
-                             "evidence": getattr(self._pending, "path", None)})
-                with self._cond:
-                    del self.sent[:-100]
-
-            def stop(self) -> None:
-                super().stop()
-                self._write({"ev": "errors", "errors": list(self.errors)})
-                self._log.close()
-
-        layout = load_pki_directory(Path(spec["pki"]))
-        return _Logged.from_layout(layout, COUNTERPART_NAME, tls_context=_tls_server(Path(spec["tls"])),
-                                   port=int(spec["port"]), target_incoming=tuple(spec["target_incoming"]))
+    def stop(self) -> None:
+        super().stop()
+        self._write({"ev": "errors", "errors": list(self.errors)})
+        self._log.close()
 
 
 def _counterpart_main(spec: dict) -> None:
-    counterpart = LoggedCounterpart.create(spec)
+    layout = load_pki_directory(Path(spec["pki"]))
+    counterpart = LoggingCounterpart.from_layout(layout, COUNTERPART_NAME, spec=spec,
+                                                 tls_context=_tls_server(Path(spec["tls"])), port=int(spec["port"]),
+                                                 target_incoming=tuple(spec["target_incoming"]))
     counterpart.start()
     try:
         _write_ready(spec["ready"], {"address": counterpart.address})
