@@ -390,6 +390,14 @@ def test_html_opens_with_the_requirements_that_need_attention():
     assert shown[:6] == ["FAIL", "FAIL", "FAIL", "ERROR", "WARN", "XFAIL"] and shown[-3:] == ["PASS"] * 3
 
 
+def test_markdown_lists_blocked_scenarios_on_one_line():
+    from conformance.report.markdown import MAX_LINES
+
+    text = to_markdown(_blocked(sample_report()))
+    assert "**Blocked** (not exercised: a precondition failed): `timeout.preavviso-12h`" in text
+    assert len(text.splitlines()) <= MAX_LINES
+
+
 def test_a_clean_run_says_nothing_needs_attention():
     report = sample_report()
     report["scenarios"] = [s for s in report["scenarios"] if s["verdict"] == "PASS"]

@@ -1,7 +1,8 @@
 """A short Markdown summary, sized for a merge-request comment (about 60 lines at most).
 
 One line with the result, a table of counts, then the scenarios that need someone (FAIL, ERROR,
-XPASS) with their requirement IDs and first finding. Texts coming from the target (messages) are
+XPASS) with their requirement IDs and first finding, and on one line the scenarios BLOCKED (not
+exercised). Texts coming from the target (messages) are
 put on one line, cut, and escaped so they cannot break the table or inject markup.
 """
 
@@ -103,7 +104,7 @@ def to_markdown(report: Mapping[str, Any], max_lines: int = MAX_LINES) -> str:
     ]
     if problems:
         lines += ["", f"**Needs attention** ({len(problems)}):", ""]
-        room = max_lines - len(lines) - len(footer)
+        room = max_lines - len(lines) - len(footer) - (2 if any(s["verdict"] == "BLOCKED" for s in scenarios) else 0)
         if len(problems) > room:
             listed, rest = problems[: max(room - 1, 0)], len(problems) - max(room - 1, 0)
         else:
@@ -111,5 +112,9 @@ def to_markdown(report: Mapping[str, Any], max_lines: int = MAX_LINES) -> str:
         lines += [_problem_line(s) for s in listed]
         if rest:
             lines.append(f"- ... and {rest} more")
+    blocked = [s["id"] for s in scenarios if s["verdict"] == "BLOCKED"]
+    if blocked:  # not a failure, but not a pass either: say what went unexercised, on one line
+        shown = ", ".join(md_code(sid, 50) for sid in blocked[:8]) + (f" +{len(blocked) - 8}" if len(blocked) > 8 else "")
+        lines += ["", f"**Blocked** (not exercised: a precondition failed): {shown}"]
     lines += footer
     return "\n".join(lines) + "\n"
