@@ -180,8 +180,9 @@ def echo_message(original: bytes, n: int) -> bytes:
 
 def imap_server(behaviour: str, received: list[bytes]) -> Callable[[Conn], None]:
     """IMAP4rev1 over implicit TLS, just enough for EXAMINE, UID SEARCH and UID FETCH BODY.PEEK[].
-    `behaviour`: "huge-literal" (FETCH announces 2 GiB and streams it) or "echo" (login replies, the
-    messages and a refused login for the second user carry the password)."""
+    `behaviour`: "huge-literal" (FETCH announces 2 GiB and streams it), "endless-search" (UID SEARCH
+    answers for ever) or "echo" (login replies, the messages and a refused login for the second user
+    carry the password)."""
 
     def play(c: Conn) -> None:
         c.send(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] evil IMAP ready\r\n")
@@ -204,6 +205,10 @@ def imap_server(behaviour: str, received: list[bytes]) -> Callable[[Conn], None]
                 c.send(b"* %d EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n" % len(received) + tag
                        + b" OK [READ-ONLY] done\r\n")
             elif cmd == b"UID" and args.upper().startswith(b"SEARCH"):
+                if behaviour == "endless-search":
+                    line = b"* SEARCH " + b" ".join(b"%d" % i for i in range(1, 20000)) + b"\r\n"
+                    while True:
+                        c.send(line)
                 uids = b" ".join(b"%d" % (i + 1) for i in range(len(received)))
                 c.send(b"* SEARCH " + uids + b"\r\n" + tag + b" OK done\r\n")
             elif cmd == b"UID" and args.upper().startswith(b"FETCH"):

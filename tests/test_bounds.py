@@ -17,7 +17,7 @@ import time
 import pytest
 from hostile_targets import PASSWORD, USERS, Harness, imap_server, pop3_server, slow_smtp, smtp_access
 
-from conformance.net.bounds import MESSAGE_BYTES, SMTP_REPLY_BYTES, BoundExceeded
+from conformance.net.bounds import ANSWER_BYTES, MESSAGE_BYTES, SMTP_REPLY_BYTES, BoundExceeded
 from conformance.net.mailbox import ImapReader, MailboxError, Pop3Reader
 from conformance.net.smtp import BoundedSMTP
 from conformance.report.model import validate_report
@@ -91,6 +91,18 @@ def test_a_literal_announced_at_2_gib_is_refused_unread(harness):
     reader.close()
     assert time.monotonic() - start < 5
     assert _maxrss() - before < 64 << 20
+
+
+def test_an_endless_uid_list_stops_at_the_answer_cap(harness):
+    port = harness.serve(imap_server("endless-search", []), tls=True)
+    before, start = _maxrss(), time.monotonic()
+    reader = ImapReader("127.0.0.1", port, USERS[0], PASSWORD, tls="implicit", ssl_context=_client_tls(harness),
+                        timeout=5)
+    with pytest.raises(MailboxError, match=f"one answer went past {ANSWER_BYTES} bytes"):
+        reader.list_uids()
+    reader.close()
+    assert time.monotonic() - start < 5
+    assert _maxrss() - before < 128 << 20
 
 
 def test_a_retr_that_never_ends_stops_at_the_message_bound(harness):

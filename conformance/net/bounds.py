@@ -31,6 +31,7 @@ SESSION_FACTOR = 10
 MESSAGE_BYTES = MAX_MESSAGE_BYTES  # one message fetched from a mailbox
 FRAMING_BYTES = 1 << 20  # protocol lines around it (FETCH, dot-stuffing, untagged answers)
 EXCHANGE_BYTES = MESSAGE_BYTES + FRAMING_BYTES + MESSAGE_BYTES // 32  # RETR dot-stuffing may add a little
+ANSWER_BYTES = 4 << 20  # any other answer from a mailbox server (a UID list, a login reply)
 SMTP_LINE_BYTES = 8192  # one SMTP reply line (RFC 5321 asks for 512; servers are generous)
 SMTP_REPLY_BYTES = 64 * 1024  # one whole multi-line SMTP reply (an EHLO answer is a few hundred bytes)
 
@@ -55,6 +56,7 @@ class Guard:
         self.session_seconds = session_seconds if session_seconds is not None else SESSION_FACTOR * timeout
         self.session_end = time.monotonic() + self.session_seconds
         self.exchange_bytes = exchange_bytes
+        self.budget = exchange_bytes
         self.used = 0
         self.expired: str | None = None  # "exchange" or "session" once a deadline fired
         self._held: socket.socket | None = None
@@ -63,13 +65,15 @@ class Guard:
         self._closed = False
 
     # ------------------------------------------------------------------ deadlines
-    def begin_exchange(self) -> None:
+    def begin_exchange(self, budget: int | None = None) -> None:
+        """A new exchange: its deadline armed, `budget` bytes (default: the session's) to read."""
         self.check()
         now = time.monotonic()
         if now >= self.session_end:
             self._fire("session")
             self.check()
         self.used = 0
+        self.budget = budget if budget is not None else self.exchange_bytes
         exchange_end = now + self.exchange_seconds
         kind = "exchange" if exchange_end < self.session_end else "session"
         self._arm(min(exchange_end, self.session_end) - now, kind)
@@ -117,8 +121,8 @@ class Guard:
     # ------------------------------------------------------------------ bytes
     def charge(self, n: int) -> None:
         self.used += n
-        if self.used > self.exchange_bytes:
-            raise BoundExceeded(f"{self.what}: one answer went past {self.exchange_bytes} bytes")
+        if self.used > self.budget:
+            raise BoundExceeded(f"{self.what}: one answer went past {self.budget} bytes")
 
     def close(self) -> None:
         with self._lock:

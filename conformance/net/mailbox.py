@@ -33,7 +33,7 @@ from typing import Literal, Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
 from .. import redact
-from .bounds import MESSAGE_BYTES, BoundExceeded, Guard
+from .bounds import ANSWER_BYTES, MESSAGE_BYTES, BoundExceeded, Guard
 
 __all__ = [
     "FetchedMessage",
@@ -49,6 +49,7 @@ __all__ = [
 ]
 
 DEFAULT_PORTS = {"imaps": 993, "imap": 143, "pop3s": 995, "pop3": 110}
+MAX_LISTED = 100_000  # messages in one test mailbox: far beyond any run, far below what memory allows
 _POP3_MAX_LINE = 1 << 24  # poplib's own limit (2048) is too small for arbitrary mail; RETR is read here
 
 
@@ -240,7 +241,8 @@ class _BoundedImap:
         return plain
 
     def send(self, data: bytes) -> None:
-        self.guard.begin_exchange()
+        # Only FETCH brings a message back; every other answer is small.
+        self.guard.begin_exchange(None if b" FETCH " in data[:64].upper() else ANSWER_BYTES)
         try:
             super().send(data)
         except OSError:
@@ -303,7 +305,7 @@ class _BoundedPop3:
         return plain
 
     def _putline(self, line: bytes) -> None:
-        self.guard.begin_exchange()
+        self.guard.begin_exchange(None if line[:5].upper() == b"RETR " else ANSWER_BYTES)
         try:
             super()._putline(line)
         except OSError:
@@ -444,11 +446,13 @@ class ImapReader(_RemoteReader):
             raise MailboxError(_describe(exc), **self._where("list")) from exc
         if typ != "OK":
             raise MailboxError(f"UID SEARCH failed: {data!r}", **self._where("list"))
-        uids: list[str] = []
+        uids: set[int] = set()
         for chunk in data:
             if isinstance(chunk, bytes):
-                uids.extend(u.decode("ascii") for u in chunk.split())
-        return sorted(set(uids), key=int)
+                uids.update(int(u) for u in chunk.split() if u.isdigit())
+            if len(uids) > MAX_LISTED:
+                raise MailboxError(f"UID SEARCH lists more than {MAX_LISTED} messages", **self._where("list"))
+        return [str(u) for u in sorted(uids)]
 
     def fetch(self, uid: str) -> FetchedMessage:
         if not uid.isdigit():
@@ -607,6 +611,8 @@ class Pop3Reader(_RemoteReader):
             parts = line.split()
             if len(parts) == 2 and parts[0].isdigit():
                 numbers[parts[1].decode("ascii", "replace")] = int(parts[0])
+        if len(numbers) > MAX_LISTED:
+            raise MailboxError(f"UIDL lists more than {MAX_LISTED} messages", **self._where("list"))
         self._numbers = numbers
         return sorted(numbers, key=numbers.__getitem__)
 
