@@ -152,8 +152,12 @@ def _record_for(msg: ParsedMessage, ctx: ValidationContext):
         return cert, []
     key = ("records", id(ctx.index))
     if key not in msg.memo:
-        msg.memo[key] = ctx.index.records_for_certificate(cert.public_bytes(serialization.Encoding.DER))
+        msg.memo[key] = ctx.index.records_for_certificate(_der(cert))
     return cert, msg.memo[key]
+
+
+def _der(cert) -> bytes:
+    return _per_certificate(cert, "der", lambda: cert.public_bytes(serialization.Encoding.DER))
 
 
 @check("signature.from-certificate", ["SIG-03"], needs_body=False)
@@ -260,7 +264,7 @@ def check_index(msg: ParsedMessage, ctx: ValidationContext):
     if ctx.index is None:
         yield skipped(("RIC-05", "IDX-10"), "no providers index configured: origin not checked")
         return
-    der = cert.public_bytes(serialization.Encoding.DER)
+    der = _der(cert)
     if not records:
         yield failed(("RIC-05", "IDX-10"), "the signer certificate is not in the providers index",
                      expected="a providerCertificate / providerCertificateHash of the index",
