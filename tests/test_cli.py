@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -101,3 +102,31 @@ def test_pki_revoke_updates_the_crl(tmp_path):
     crl = x509.load_pem_x509_crl((pki / "ca" / "crl.pem").read_bytes())
     serial = x509.load_pem_x509_certificate(cert.read_bytes()).serial_number
     assert crl.get_revoked_certificate_by_serial_number(serial) is not None
+
+
+def test_run_keep_prunes_older_runs_in_the_default_folder(tmp_path):
+    reports = tmp_path / "reports"
+    for stamp in ("20250101T000000Z", "20250102T000000Z", "20250103T000000Z"):
+        (reports / stamp / "evidence").mkdir(parents=True)
+        (reports / stamp / "report.json").write_text("{}")
+    (reports / "notes").mkdir()  # not a run: left alone
+    proc = run("run", "--scenario", "acceptance.single", "--quiet", "--keep", "2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    runs = sorted(p.name for p in reports.iterdir() if (p / "report.json").is_file())
+    assert len(runs) == 2 and runs[0] == "20250103T000000Z" and (reports / "notes").is_dir()
+    assert "removed old run" in proc.stdout
+
+
+def test_progress_says_running_and_counts_in_order(tmp_path):
+    proc = run("run", "--scenario", "acceptance.single", "--scenario", "acceptance.bcc-refused", "--jobs", "2",
+               "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "WAITING" not in proc.stderr and proc.stderr.count("RUNNING") == 2
+    counters = re.findall(r"(\d+)/2 ", proc.stderr)
+    assert counters == ["1", "2"], proc.stderr
+
+
+def test_reference_faults_has_column_headers():
+    proc = run("reference", "faults")
+    assert proc.returncode == 0
+    assert proc.stdout.splitlines()[0].split() == ["FAULT", "POINT", "VERDICT", "REQUIREMENTS", "DESCRIPTION"]
