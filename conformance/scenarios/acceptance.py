@@ -3,6 +3,7 @@ target accepts with a receipt and sends the transport envelope, or refuses with 
 
 from __future__ import annotations
 
+import time
 from email.utils import parsedate_to_datetime
 
 from ..engine.core import Blocked, Control, ScenarioContext, SubmitOutcome, scenario
@@ -129,7 +130,10 @@ def no_leak(ctx: ScenarioContext, ctl: Control, what: str, req: str = "ACC-09") 
     def control_envelope(rec) -> bool:
         return mark in rec.message.subject
 
-    if not ctx.wait_counterpart(Kind.BUSTA_TRASPORTO, within=10, where=control_envelope):
+    end = ctx.deadline(10)  # polled, not captured: the control's envelope is not what is judged here
+    while not ctx.counterpart_got(Kind.BUSTA_TRASPORTO, where=control_envelope) and time.monotonic() < end:
+        ctx.pause(0.1)
+    if not ctx.counterpart_got(Kind.BUSTA_TRASPORTO, where=control_envelope):
         ctx.blocked(req, f"{what}: the control's envelope never reached the counterpart, so no envelope for the "
                          "defective message proves nothing")
         return
