@@ -699,8 +699,9 @@ def test_evidence_stores_large_bodies_once_compressed_and_small_ones_as_they_are
 
 
 def _run_sized_report(failing: int = 0) -> dict:
-    """A report the size of the default run: 63 scenarios of about 90 findings each (35 checks), all 229
-    requirements, a few events and evidence files per scenario; ``failing`` scenarios FAIL one requirement."""
+    """A report the size of the default run: 63 scenarios of about 100 findings each (35 checks, 8 notes),
+    all 229 requirements, a few events and evidence files per scenario; ``failing`` scenarios FAIL one
+    requirement."""
     from conformance.catalogue import load_catalogue
 
     catalogue = list(load_catalogue())
@@ -715,8 +716,9 @@ def _run_sized_report(failing: int = 0) -> dict:
             findings.append({**template["findings"][0], "check": f"check.family{k % 35:02d}", "requirements": [rid],
                              "message": f"{rid} holds: Date Wed, 02 Dec 2026 07:11:{k % 60:02d} +0100 as expected",
                              "evidence": f"evidence/{sid}/00{k % 4}-in-message.eml"})
-        for k in range(2):
-            findings.append({**template["findings"][4], "requirements": [reqs[k]],
+        for k in range(8):  # notes: a few distinct ones, said several times
+            findings.append({**template["findings"][4], "requirements": [reqs[k % 3]],
+                             "message": f"observed: header {k % 3} inherited unchanged at 07:11:{k:02d}",
                              "expected": "a value", "actual": f"another value {k}"})
         verdicts = {rid: "PASS" for rid in reqs}
         verdict = "PASS"

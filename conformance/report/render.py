@@ -19,6 +19,7 @@ from typing import Any
 from markupsafe import Markup, escape
 
 from ..catalogue import DOCS_DECISIONS, DOCS_REQUIREMENTS, anchor, load_catalogue, load_decisions
+from .diff import stable_text
 from .junit import to_junit
 from .markdown import RESULT, to_markdown
 from .model import UNEXPECTED, VERDICTS, ReportError, counts, validate_report
@@ -183,12 +184,24 @@ def _passing_groups(findings: list[Mapping[str, Any]]) -> list[dict]:
     return list(groups.values())
 
 
+def _note_groups(findings: list[Mapping[str, Any]]) -> list[dict]:
+    """INFO, REVIEW and SKIP findings grouped by (verdict, check, requirements, message without its volatile
+    values): one line each, with how often it was said and the evidence of the first."""
+    groups: dict[tuple, dict] = {}
+    for f in findings:
+        key = (f["verdict"], f["check"], tuple(f["requirements"]), stable_text(f["message"]))
+        if key not in groups:
+            groups[key] = {**_finding_view(f), "count": 0}
+        groups[key]["count"] += 1
+    return list(groups.values())
+
+
 def _scenario_view(scenario: Mapping[str, Any]) -> dict:
     bad_evidence = {f["evidence"] for f in scenario["findings"] if f["verdict"] in UNEXPECTED and f["evidence"]}
     ordered = sorted(scenario["findings"], key=lambda f: VERDICTS.index(f["verdict"]))
     judged = ("FAIL", "ERROR", "XPASS", "WARN", "XFAIL", "BLOCKED")  # in view; notes and passes collapsed
     shown = [_finding_view(f) for f in ordered if f["verdict"] in judged]
-    notes = [_finding_view(f) for f in ordered if f["verdict"] not in judged and f["verdict"] != "PASS"]
+    notes = _note_groups([f for f in ordered if f["verdict"] not in judged and f["verdict"] != "PASS"])
     return {
         **scenario,
         "anchor": f"scenario-{scenario['id']}",

@@ -91,7 +91,7 @@ def layout(events: Iterable[Mapping[str, Any]], bad_evidence: Collection[str] = 
         if event.get("message_id"):
             title_lines.append(f"Message-ID: {event['message_id']}")
         if event.get("evidence"):
-            title_lines.append(f"evidence: {event['evidence']}")
+            title_lines.append(f"evidence: {event['evidence'].rsplit('/', 1)[-1]}")  # the folder is the scenario's
         arrow: dict[str, Any] = {
             "y": y,
             "time": when,
