@@ -212,7 +212,7 @@ def test_write_reports_writes_four_files(tmp_path):
     text = paths["json"].read_text(encoding="utf-8")
     assert json.loads(text) == report
     assert list(json.loads(text)) == list(report)  # the model's order, not sorted keys
-    assert text.startswith('{\n  "format": "pec-conformance-report/1",\n  "suite"')
+    assert text.startswith('{\n "format": "pec-conformance-report/1",\n "suite"')
     assert "L'utente invia" in text and "\\u" not in text  # ensure_ascii=False
     assert paths["html"].read_text(encoding="utf-8") == to_html(report, docs_base(tmp_path / "out"))
     assert paths["junit"].read_text(encoding="utf-8") == to_junit(report)
