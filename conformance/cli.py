@@ -199,6 +199,7 @@ def validate(files, index_path, index_signer, ca_paths, crl_paths, expected, ori
         _fail_usage(" ".join(str(exc).split()) or type(exc).__name__)
     exit_code = EXIT_OK
     reports = []
+    decisions_named: set[str] = set()
     for path in files:
         try:
             raw = _read_bounded(path, MAX_MESSAGE_BYTES)
@@ -225,7 +226,12 @@ def validate(files, index_path, index_signer, ca_paths, crl_paths, expected, ori
                         line += f" [expected: {f.expected or '-'}; actual: {f.actual or '-'}]"
                     if f.decision:
                         line += f" ({f.decision})"
+                        decisions_named.add(f.decision)
                     click.echo(_printable(line))
+    if decisions_named and not as_json:  # say what (D16) means, once
+        named = sorted(decisions_named, key=lambda d: int(d[1:]) if d[1:].isdigit() else 0)
+        click.echo(f"{', '.join(named)}: the reading of an open point the verdict rests on; "
+                   f"`pec-conformance explain {named[0]}` prints it (docs/decisions.md)")
     for note in setup_notes:
         click.echo(f"note: {note}", err=True)
     if as_json:

@@ -130,3 +130,10 @@ def test_reference_faults_has_column_headers():
     proc = run("reference", "faults")
     assert proc.returncode == 0
     assert proc.stdout.splitlines()[0].split() == ["FAULT", "POINT", "VERDICT", "REQUIREMENTS", "DESCRIPTION"]
+
+
+def test_validate_says_what_a_decision_is(tmp_path):
+    assert run("sample", str(tmp_path / "s"), "--digest", "sha1").returncode == 0
+    proc = run("validate", str(tmp_path / "s" / "accettazione.eml"))
+    assert "(D16)" in proc.stdout
+    assert "`pec-conformance explain D16` prints it" in proc.stdout.splitlines()[-1]
