@@ -141,7 +141,8 @@ def full_mailbox(ctx: ScenarioContext) -> None:
 
 @scenario("inbound.ordinary-unknown-mailbox", "Ordinary mail for an unknown mailbox",
           "Ordinary mail for a mailbox the target does not have fails at SMTP level (or silently): never "
-          "with a PEC non-delivery notice; the same mail to an existing mailbox is taken.", ["CON-21", "RIC-02"])
+          "with a PEC non-delivery notice; the same mail to an existing mailbox reaches it in an anomaly "
+          "envelope.", ["CON-21", "RIC-02"], needs=("ordinary_mail",))
 def ordinary_unknown(ctx: ScenarioContext) -> None:
     target_domain = ctx.user(0).rpartition("@")[2]
     if ctx.world.profile.capability("ordinary_mail") == "refuse":
@@ -150,8 +151,11 @@ def ordinary_unknown(ctx: ScenarioContext) -> None:
     known = forge.ordinary(ctx.outsider(1), ctx.user(0), f"[{ctx.token}] ordinaria [controllo]")
     code = ctx.inject(known, [ctx.user(0)], mail_from=ctx.outsider(1), origin="ordinary", starttls=False,
                       label="ordinary-known")
-    if not 200 <= code < 300:
-        raise Blocked(None, f"ordinary mail to an existing mailbox was not taken either (SMTP {code})")
+    delivered = ctx.wait_mailbox(0, Kind.BUSTA_ANOMALIA, within=15, where=lambda c: "[controllo]" in c.message.subject) \
+        if 200 <= code < 300 else []
+    if not delivered:
+        raise Blocked(None, f"ordinary mail to an existing mailbox did not reach it either (SMTP {code}, no "
+                            "anomaly envelope)")
     raw = forge.ordinary(ctx.outsider(1), f"nessuno.{ctx.token}@{target_domain}", f"[{ctx.token}] ordinaria")
     code = ctx.inject(raw, [f"nessuno.{ctx.token}@{target_domain}"], mail_from=ctx.outsider(1), origin="ordinary",
                       starttls=False)

@@ -132,6 +132,9 @@ def _addressed(ctx: ScenarioContext, caps: list[Captured], pec: list[str]) -> No
     """Every notice to the sender (D3), naming one PEC recipient in consegna and in the text (D26)."""
     stray = [c for k in TIMEOUTS for c in ctx.wait_counterpart(k, count=0, within=0)]
     stray += [c for c in ctx.wait_ordinary(count=0, within=0) if c.message.kind in TIMEOUTS]
+    if not caps and not stray:  # no timeout notice anywhere: where they go cannot be seen
+        ctx.blocked(("TMO-09", "MUL-10"), "the target sent no timeout notice")
+        return
     ctx.verdict(("TMO-09", "GEN-01"), not stray, "timeout notices go to the sender only, never to a recipient",
                 decision="D3", expected="none elsewhere", actual=f"{len(stray)} sent to recipients' providers")
     bad = [c for c in caps if not c.message.daticert or (c.message.daticert.consegna or "").lower() not in pec
