@@ -20,7 +20,9 @@ saturation, each with its ratio to a floor measured in the same run.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import resource
 import smtplib
 import ssl
 import sys
@@ -141,6 +143,12 @@ def floor_costs(directory: Path, n: int) -> tuple[float, float]:
     return smtp, (time.perf_counter() - start) / n
 
 
+def _cpu() -> tuple[float, float]:
+    """CPU seconds of this process and of its finished child processes."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime, children.ru_utime + children.ru_stime
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envelopes", type=int, default=1000)
@@ -154,7 +162,9 @@ def main() -> int:
     print(f"python {platform.python_version()} on {platform.machine()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        before = _cpu()
         elapsed, answered, sent = counterpart_ceiling(tmp / "cp", args.envelopes, args.counterparts, args.senders)
+        spent = [a - b for a, b in zip(_cpu(), before, strict=True)]
         smtp, sign = floor_costs(tmp / "cp", 300)
         ceiling, cp_floor, tx_floor = answered / elapsed, 1 / (3 * smtp + 2 * sign), 1 / (4 * smtp + 4 * sign)
         print(f"floor: {smtp * 1000:.2f} ms per raw SMTP delivery, {sign * 1000:.2f} ms per signature")
@@ -162,8 +172,12 @@ def main() -> int:
               f"{answered}/{sent} envelopes answered in {elapsed:.2f} s -> {ceiling:.1f} envelopes/s, "
               f"{sent - answered} lost; floor (3 deliveries + 2 signatures) {cp_floor:.1f} /s, "
               f"ratio {ceiling / cp_floor:.2f}  (goal: >= 200/s with 0 lost)", flush=True)
+        print(f"  CPU per answered envelope: counterpart processes {1000 * spent[1] / max(answered, 1):.1f} ms "
+              f"(start-up included), feeder and sink {1000 * spent[0] / max(answered, 1):.1f} ms; "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
         runs = []
         for users in (int(u) for u in args.users.split(",")):
+            before = _cpu()
             r = run_load(LoadOptions(out=tmp / f"load-{users}", users=users, run_time=args.time, drain=60.0,
                                      workers=args.workers, counterparts=args.counterparts, validate_every=50,
                                      quiet=True))
@@ -172,7 +186,9 @@ def main() -> int:
             acc, dlv = r["latency"]["accettazione"], r["latency"]["consegna"]
             print(f"  {users} users: {r['totals']['complete']}/{r['totals']['submitted']} complete, "
                   f"{r['totals']['lost']} lost, {runs[-1][0]:.1f} transactions/s; "
-                  f"acceptance p95 {acc['p95']} s, delivery p95 {dlv['p95']} s", flush=True)
+                  f"acceptance p95 {acc['p95']} s, delivery p95 {dlv['p95']} s; CPU per transaction "
+                  f"{1000 * (sum(_cpu()) - sum(before)) / max(r['totals']['complete'], 1):.1f} ms (all processes, "
+                  f"start-up included); load average {os.getloadavg()[0]:.1f}", flush=True)
     target, users, _ = max(runs, key=lambda x: x[0])
     print(f"built-in target at saturation (best of {args.users} users, {args.workers} Locust workers, "
           f"{args.time:g} s each): {target:.1f} transactions/s with {users} users; "
