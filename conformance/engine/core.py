@@ -568,7 +568,7 @@ class ScenarioContext:
         try:
             cls = BoundedSMTP_SSL if p.access_tls == "implicit" else BoundedSMTP
             kwargs = {"context": self.world.client_tls} if p.access_tls == "implicit" else {}
-            with cls(host, port, timeout=self.seconds(30), **kwargs) as smtp:
+            with cls(host, port, timeout=max(self.seconds(30), 5.0 + len(raw) / 2_000_000), **kwargs) as smtp:
                 transcript.append(f"connect {host}:{port} ({p.access_tls})")
                 code, text = smtp.ehlo()
                 transcript.append(f"EHLO -> {code}")
