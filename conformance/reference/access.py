@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from email.utils import getaddresses, parseaddr
 
 from ..pec import build as b
-from ..pec.constants import DESTINATARIO_CERTIFICATO, Kind
+from ..pec.constants import DESTINATARIO_CERTIFICATO, TIPO_BREVE, TIPO_COMPLETA, Kind
 from ..pec.mime import MimeError
 from .incoming import Outgoing, Refused
 
@@ -50,12 +50,12 @@ class AccessPoint:
         """The first failed formal check (RFC 6109 section 3.1.1), as the reason of the non-acceptance."""
         p, h = self.p, o.headers
         froms = _addresses(h.get_all("from") or [])
-        if len(froms) != 1 or "@" not in froms[0]:
+        if (len(froms) != 1 or "@" not in froms[0]) and not (froms and p.faults.on("acc-two-from-accepted")):
             return "il campo From deve contenere un solo indirizzo valido"
         to = _addresses(h.get_all("to") or [])
-        if not to:
+        if not to and not p.faults.on("acc-cc-only-accepted"):
             return "il campo To deve contenere almeno un indirizzo valido"
-        if froms[0] != s.mail_from.lower():
+        if froms[0] != s.mail_from.lower() and not p.faults.on("acc-two-from-accepted"):
             return "il mittente SMTP non coincide con il campo From"
         header_rcpts = set(to) | set(_addresses(h.get_all("cc") or []))
         if set(r.lower() for r in s.rcpts) != header_rcpts and not p.faults.on("acc-hidden-recipient-accepted"):
@@ -63,9 +63,13 @@ class AccessPoint:
         if any(str(v).strip() for v in h.get_all("bcc") or []) and not p.faults.on("acc-bcc-accepted"):
             return "il campo Bcc non è ammesso"
         limits = p.config.limits
-        if len(header_rcpts) > limits.max_recipients:
-            return f"numero di destinatari superiore al limite di {limits.max_recipients}"
-        if len(s.raw) * len(header_rcpts) > limits.max_total_size:
+        max_recipients = min(limits.max_recipients, 49) if p.faults.on("acc-max-49-recipients") else \
+            limits.max_recipients
+        if len(header_rcpts) > max_recipients:
+            return f"numero di destinatari superiore al limite di {max_recipients}"
+        # the deviations: the size alone, or no size limit at all
+        copies = 1 if p.faults.on("acc-size-per-message") else len(header_rcpts)
+        if len(s.raw) * copies > limits.max_total_size and not p.faults.on("acc-no-size-limit"):
             return f"dimensione per numero di destinatari superiore al limite di {limits.max_total_size} byte"
         return None
 
@@ -83,7 +87,14 @@ class AccessPoint:
                 and not p.faults.on("acc-sender-mismatch-accepted"):
             raise Refused(553, "5.7.1 From differs from the authenticated user")
         ident = p.gestore.new_msgid(now)
-        t = b.Transaction.from_original(o, ident, p.index.is_pec_domain)
+        is_pec = p.index.is_pec_domain
+        if p.faults.on("acc-domain-case-sensitive"):  # the deviation: managedDomains compared as written
+            is_pec = lambda domain: p.index.is_pec_domain(domain) and domain == domain.lower()  # noqa: E731
+        t = b.Transaction.from_original(o, ident, is_pec)
+        if p.faults.on("acc-tipo-ricevuta-ignored"):
+            t.ricevuta = TIPO_COMPLETA
+        if p.faults.on("env-default-breve") and o.tipo_ricevuta is None:
+            t.ricevuta = TIPO_BREVE
         result = AccessResult(identificativo=ident, transaction=t, instant=now, dispatched=dispatched.timestamp())
         problem = self.formal_problem(s, o)
         if problem is not None:
@@ -102,13 +113,23 @@ class AccessPoint:
                                             Kind.NON_ACCETTAZIONE_VIRUS))
             return result
         result.accepted = True
+        if p.faults.on("acc-local-bypass") and all(p.config.is_local(r) for r in s.rcpts):
+            # the deviation: mail between our own users skips the envelope and the receipts altogether
+            for r in s.rcpts:
+                p.delivery.deliver_unchanged(r.lower(), s.raw)
+            return result
         if not p.faults.on("acc-no-accettazione"):
             receipt = p.finish(Kind.ACCETTAZIONE, b.build_accettazione(p.gestore, t, now))
             result.outgoing.append(Outgoing(p.config.service_address, [s.mail_from], receipt, Kind.ACCETTAZIONE))
         envelope = b.build_busta_trasporto(p.gestore, o, t, now)
         envelope = p.finish(Kind.BUSTA_TRASPORTO, envelope)
         # Routing data unchanged (ENV-14): MAIL FROM the sender, RCPT TO every original recipient.
-        result.outgoing.append(Outgoing(s.mail_from, list(s.rcpts), envelope, Kind.BUSTA_TRASPORTO,
-                                        message_id=f"<{ident}>"))
+        mail_from = p.config.service_address if p.faults.on("env-mail-from-service") else s.mail_from
+        rcpts = list(s.rcpts)
+        if p.faults.on("env-pec-recipients-only"):
+            rcpts = [r for r in rcpts if p.index.is_pec_domain(r.rpartition("@")[2])]
+        if not p.faults.on("acc-no-envelope") and rcpts:
+            result.outgoing.append(Outgoing(mail_from, rcpts, envelope, Kind.BUSTA_TRASPORTO,
+                                            message_id=f"<{ident}>"))
         result.pec_recipients = [r.address for r in t.destinatari if r.tipo == DESTINATARIO_CERTIFICATO]
         return result

@@ -11,17 +11,21 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from email.utils import getaddresses
 from pathlib import Path
 
 from ..pec import build as b
+from ..pec.build import _hash_part
 from ..pec.constants import (
     CODE_MAILBOX_FULL,
     CODE_UNKNOWN_MAILBOX,
     ERRORE_NO_DEST,
+    TIPO_BREVE,
     TIPO_COMPLETA,
     TIPO_SINTETICA,
     Kind,
 )
+from ..pec.mime import split_entity, split_multipart, walk_entity
 from ..pec.parse import ParsedMessage
 
 _counter = 0
@@ -121,7 +125,7 @@ class DeliveryPoint:
             return self._non_delivery(t, recipient, instant, CODE_UNKNOWN_MAILBOX, "indirizzo non valido")
         try:
             if not p.faults.on("dlv-consegna-not-stored"):
-                p.maildirs.deliver(recipient, msg.raw)
+                p.maildirs.deliver(recipient, _stamped(p, msg.raw))
         except MailboxFull:
             return self._non_delivery(t, recipient, instant, CODE_MAILBOX_FULL, "casella piena", errore="altro")
         if p.faults.on("dlv-no-consegna") or p.faults.one_in("dlv-lose-one-in-ten", 10):
@@ -129,10 +133,23 @@ class DeliveryPoint:
         variant = variant_for(msg, recipient)
         if variant == TIPO_SINTETICA and p.faults.on("dlv-cc-gets-completa") and requested_variant(msg) != variant:
             variant = TIPO_COMPLETA
+        if variant == TIPO_SINTETICA and p.faults.on("dlv-cc-gets-breve") and requested_variant(msg) == TIPO_BREVE:
+            variant = TIPO_BREVE
+        if requested_variant(msg) == TIPO_SINTETICA and p.faults.on("dlv-sintetica-ignored"):
+            variant = TIPO_COMPLETA
+        if p.faults.on("dlv-unlisted-gets-sintetica") and recipient not in {
+                a.lower() for _, a in getaddresses(msg.header_all("to") + msg.header_all("cc"))}:
+            variant = TIPO_SINTETICA
         kind = {"completa": Kind.CONSEGNA_COMPLETA, "breve": Kind.CONSEGNA_BREVE,
                 "sintetica": Kind.CONSEGNA_SINTETICA}[variant]
-        notice = b.build_avvenuta_consegna(p.gestore, t, instant, recipient=recipient, variant=variant,
-                                           carried_original=msg.postacert)
+        brief = _BRIEF_FAULTS.get(next((f.name for f in p.faults.active if f.name in _BRIEF_FAULTS), ""))
+        if variant == TIPO_BREVE and brief is not None and msg.postacert is not None:
+            d = b.NoticeDetails(consegna=recipient, ricevuta=variant)
+            notice = b.build_notice(kind, p.gestore, t, instant, to=t.mittente, details=d,
+                                    original=_faulty_brief(walk_entity(msg.postacert), brief, top=True))
+        else:
+            notice = b.build_avvenuta_consegna(p.gestore, t, instant, recipient=recipient, variant=variant,
+                                               carried_original=msg.postacert)
         return DeliveryOutcome(recipient, True, p.finish(kind, notice), kind)
 
     def _non_delivery(self, t: b.Transaction, recipient: str, instant, code: str, description: str,
@@ -145,7 +162,50 @@ class DeliveryPoint:
     def deliver_unchanged(self, recipient: str, raw: bytes) -> bool:
         """Notices, anomaly envelopes: into the mailbox as they are, no receipt (CON-03, CON-04)."""
         try:
-            self.p.maildirs.deliver(recipient, raw)
+            self.p.maildirs.deliver(recipient, _stamped(self.p, raw))
             return True
         except MailboxFull:
             return False
+
+
+def _stamped(p, raw: bytes) -> bytes:
+    """For dlv-stamps-header: the stored message with a header field of the delivery point's own (CON-04)."""
+    if p.faults.on("dlv-stamps-header"):
+        return b"X-Verificato-Da: punto-di-consegna\r\n" + raw
+    return raw
+
+
+# The brief-receipt deviations (CON-12, CON-14..16): which step of the hashing goes wrong.
+_BRIEF_FAULTS = {"dlv-breve-keeps-attachments": "keep-named", "dlv-breve-keeps-attached-message": "keep-message",
+                 "dlv-breve-hashes-signature": "hash-signature", "dlv-breve-hashes-opaque": "hash-opaque"}
+
+
+def _opaque(node) -> bool:
+    return node.content_type in ("application/pkcs7-mime", "application/x-pkcs7-mime")
+
+
+def _faulty_brief(node, fault: str, top: bool = False) -> bytes:
+    """brief_original with one deviation."""
+    if top and _opaque(node) and fault != "hash-opaque":
+        return node.raw
+    if node.maintype == "multipart":
+        boundary = node.headers.get_boundary()
+        header_block, body = split_entity(node.raw)
+        spans, _ = split_multipart(body, boundary)
+        out = bytearray(header_block)
+        prev = 0
+        for i, ((s, e), child) in enumerate(zip(spans, node.children, strict=False)):
+            out += body[prev:s]
+            keep = node.content_type == "multipart/signed" and i == 1 and fault != "hash-signature"
+            out += child.raw if keep else _faulty_brief(child, fault)
+            prev = e
+        out += body[prev:]
+        return bytes(out)
+    name = node.filename or node.name
+    if node.content_type == "message/rfc822":
+        return node.raw if fault == "keep-message" else _hash_part(name or "messaggio.eml", node.body)
+    if _opaque(node):
+        return _hash_part(name or "smime.p7m", node.body) if fault == "hash-opaque" else node.raw
+    if name and fault != "keep-named":
+        return _hash_part(name, node.body)
+    return node.raw

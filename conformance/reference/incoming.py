@@ -16,6 +16,7 @@ from ..checks.findings import ValidationContext, Verdict
 from ..checks.validator import validate_parsed
 from ..pec import build as b
 from ..pec.constants import Kind
+from ..pec.index import certificate_hash
 from ..pec.parse import ParsedMessage, parse_message
 from ..pec.verify import verify_origin
 
@@ -100,13 +101,20 @@ class IncomingPoint:
         rcpts = [r.lower() for r in rcpts]
         service = [r for r in rcpts if r == p.config.receipt_mailbox.lower()]
         users = [r for r in rcpts if r not in service]
-        origin = verify_origin(msg, p.index, p.ca_certificates, p.crls, now)
+        # the deviation of inc-no-crl-check: revocation never looked up
+        origin = verify_origin(msg, p.index, p.ca_certificates, [] if p.faults.on("inc-no-crl-check") else p.crls,
+                               now)
+        if origin.verified and p.faults.on("inc-first-certificate-only") and not self._first_certificate(msg, origin):
+            origin.verified, origin.reason = False, "certificato non presente nell'indice"
         if origin.verified and origin.digest == "sha1" and p.faults.on("inc-sha1-refused"):
             origin.verified, origin.reason = False, "firma SHA-1 non accettata"
         verified = origin.verified
-        problem = formal_problem(msg, self._context()) if verified else None
+        problem = formal_problem(msg, self._context()) if verified and not p.faults.on("inc-malformed-as-pec") \
+            else None
         # Notices for our service mailbox carry no original to scan; everything meant for users is scanned.
         infected = p.scanner.scan(raw, msg.root) if users else None
+        if infected and not verified and p.faults.on("inc-ordinary-not-scanned"):
+            infected = None
 
         if service:
             self._service_notice(msg, verified and problem is None, service, out)
@@ -116,13 +124,16 @@ class IncomingPoint:
             return self._ordinary(msg, mail_from, users, raw, origin.reason, infected, now, out)
         if problem is not None:
             # Signed by a provider but not a correct envelope or notice: MUST travel in an anomaly (ANO-14).
+            if p.faults.on("inc-malformed-dropped"):
+                out.events.append(("malformed-dropped", msg.kind, users))
+                return out
             return self._anomaly(mail_from, users, raw, problem, now, out)
         if msg.kind is Kind.BUSTA_TRASPORTO:
             return self._envelope(msg, origin, mail_from, users, raw, infected, now, out)
         if msg.kind in _NOTICE_KINDS:
             if infected and p.faults.on("inc-infected-notice-as-anomaly"):
                 return self._anomaly(mail_from, users, raw, "virus nel messaggio", now, out)
-            if infected and not p.faults.on("inc-virus-forwarded"):
+            if infected and not p.faults.on("inc-virus-forwarded") and not p.faults.on("inc-infected-notice-forwarded"):
                 out.quarantine.append(("virus in una ricevuta (VIR-15)", raw))
                 out.events.append(("quarantined", msg.kind, users))
                 return out
@@ -133,6 +144,12 @@ class IncomingPoint:
                 if p.delivery.deliver_unchanged(user, raw):
                     out.delivered.append((user, raw))
             out.events.append(("notice-delivered", msg.kind, users))
+            if p.faults.on("inc-receipt-for-notice") and msg.daticert is not None:
+                t = b.Transaction.from_daticert(msg.daticert)
+                for user in users:
+                    notice = b.build_avvenuta_consegna(p.gestore, t, now, recipient=user, variant="sintetica")
+                    out.outgoing.append(Outgoing(p.config.service_address, [mail_from or t.mittente], notice,
+                                                 Kind.CONSEGNA_SINTETICA))
             if msg.kind in (Kind.CONSEGNA_COMPLETA, Kind.CONSEGNA_BREVE, Kind.CONSEGNA_SINTETICA) and msg.daticert:
                 out.tracking.append((msg.daticert.identificativo, [msg.daticert.consegna or ""], "consegna_at"))
             elif msg.kind in (Kind.MANCATA_CONSEGNA, Kind.MANCATA_CONSEGNA_VIRUS) and msg.daticert:
@@ -144,6 +161,14 @@ class IncomingPoint:
             out.events.append(("provider-notice-to-user-dropped", msg.kind, users))
             return out
         return self._anomaly(mail_from, users, raw, f"tipo di messaggio non riconosciuto ({msg.kind})", now, out)
+
+    def _first_certificate(self, msg: ParsedMessage, origin) -> bool:
+        """For inc-first-certificate-only: whether the signer is the first certificate of its index record
+        (the deviation ignores the others a record lists during a renewal, IDX-12)."""
+        der = origin.certificate_der
+        records = self.p.index.records_for_certificate(der) if der is not None else []
+        first = [(r.certificates[:1], r.certificate_hashes[:1]) for r in records]
+        return any(der in ders or certificate_hash(der) in (h.lower() for h in hashes) for ders, hashes in first)
 
     # ------------------------------------------------------------------------------------------
     def _service_notice(self, msg: ParsedMessage, ok: bool, service: list[str], out: InboundResult) -> None:
@@ -166,8 +191,22 @@ class IncomingPoint:
         if p.config.ordinary_mail == "refuse":
             raise Refused(550, "5.7.1 only certified mail is accepted here")
         if not any(p.config.users.get(u) for u in users):
+            if p.faults.on("inc-ordinary-gets-mancata") and mail_from:
+                # the deviation: a PEC non-delivery notice for ordinary mail (CON-21)
+                t = b.Transaction(mittente=mail_from, destinatari=[], risposte=mail_from,
+                                  oggetto=msg.subject or "", identificativo=p.gestore.new_msgid(now), msgid=None,
+                                  ricevuta=None)
+                notice = b.build_mancata_consegna(p.gestore, t, now, recipient=users[0], errore="no-dest",
+                                                  errore_esteso=b.error_string("5.1.1", p.gestore, "casella inesistente"))
+                out.outgoing.append(Outgoing(p.config.service_address, [mail_from], notice, Kind.MANCATA_CONSEGNA))
+                return out
             # Ordinary mail fails the ordinary way, with an SMTP reply (never a PEC notice, CON-21).
             raise Refused(550, "5.1.1 mailbox unknown")
+        if p.faults.on("inc-ordinary-delivered-bare"):
+            for user in users:  # the deviation: ordinary mail put in the mailbox as it came, no anomaly envelope
+                if p.config.users.get(user) and p.delivery.deliver_unchanged(user, raw):
+                    out.delivered.append((user, raw))
+            return out
         return self._anomaly(mail_from, users, raw, reason or "messaggio di posta ordinaria", now, out)
 
     def _anomaly(self, mail_from, users, raw, reason, now, out: InboundResult) -> InboundResult:
@@ -205,8 +244,10 @@ class IncomingPoint:
         if receipt_box is None:  # only reachable with a fault that lets an unverified envelope through
             record = p.index.record_for_domain(sender_domain)
             receipt_box = record.mail_receipt if record is not None else d.mittente
-        if not p.faults.on("inc-no-presa-in-carico"):
-            presa = b.build_presa_in_carico(p.gestore, t, now, receipt_mailbox=receipt_box, ricezione=users)
+        no_presa = p.faults.on("inc-no-presa-in-carico") or (infected and p.faults.on("inc-no-presa-for-infected"))
+        groups = [[u] for u in users] if p.faults.on("inc-presa-per-recipient") else [users]
+        for covered in ([] if no_presa else groups):
+            presa = b.build_presa_in_carico(p.gestore, t, now, receipt_mailbox=receipt_box, ricezione=covered)
             presa = p.finish(Kind.PRESA_IN_CARICO, presa)
             out.outgoing.append(Outgoing(p.config.service_address, [receipt_box], presa, Kind.PRESA_IN_CARICO))
             if p.faults.on("inc-presa-to-user"):
@@ -218,7 +259,7 @@ class IncomingPoint:
             out.events.append(("virus-detected", Kind.BUSTA_TRASPORTO, users))
             if p.faults.on("inc-no-rilevazione-virus"):
                 return out
-            for user in users:
+            for user in users[:1] if p.faults.on("inc-one-rilevazione") else users:
                 notice = b.build_rilevazione_virus(p.gestore, t, now, recipient=user, receipt_mailbox=receipt_box,
                                                    virus=infected)
                 notice = p.finish(Kind.RILEVAZIONE_VIRUS, notice)

@@ -230,15 +230,21 @@ class ReferenceProvider:
         tls = self._tls_context()
         host, port = self.config.access
         port = port or free_port(host)
-        access = Controller(_AccessHandler(self), hostname=host, port=port, tls_context=tls, require_starttls=True,
-                            auth_required=True, auth_require_tls=True, authenticator=self._authenticator,
+        f = self.faults
+        clear = f.on("acc-auth-in-clear")
+        access = Controller(_AccessHandler(self), hostname=host, port=port,
+                            tls_context=None if f.on("acc-no-starttls") else tls,
+                            require_starttls=not (clear or f.on("acc-no-starttls")),
+                            auth_required=not f.on("acc-no-auth-required"),
+                            auth_require_tls=not (clear or f.on("acc-no-starttls")), authenticator=self._authenticator,
                             data_size_limit=self.config.limits.max_message_size, ident="PEC reference access point",
                             server_hostname=self.config.domains[0])
         access.start()
         self.access_address = (host, port)
         ihost, iport = self.config.incoming
         iport = iport or free_port(ihost)
-        incoming = Controller(_IncomingHandler(self), hostname=ihost, port=iport, tls_context=tls,
+        incoming = Controller(_IncomingHandler(self), hostname=ihost, port=iport,
+                              tls_context=None if self.faults.on("inc-no-starttls") else tls,
                               require_starttls=False, data_size_limit=self.config.limits.max_message_size,
                               ident="PEC reference incoming point", server_hostname=self.config.domains[0])
         incoming.start()
@@ -254,7 +260,8 @@ class ReferenceProvider:
                 self.tracker.tick()
             except Exception as exc:
                 self.log_error(f"timers: {exc!r}")
-            if time.monotonic() - self._trust_loaded >= self.config.index_refresh:
+            if time.monotonic() - self._trust_loaded >= self.config.index_refresh \
+                    and not self.faults.on("idx-never-refreshed"):
                 try:
                     self.reload_trust()
                 except Exception as exc:  # keep the last good copy (a broken publication must not blind us)
@@ -302,6 +309,8 @@ class _AccessHandler:
 
     async def handle_DATA(self, server, session, envelope):
         login = session.auth_data.login.decode("utf-8", "replace") if session.auth_data else ""
+        if not login and self.p.faults.on("acc-no-auth-required"):
+            login = envelope.mail_from or ""  # the deviation: whoever connects is taken at their word
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(None, self.p.submit, login, envelope.mail_from,

@@ -57,15 +57,26 @@ class Tracker:
         for row in p.store.tracking_rows("t.preavviso = 'pending' OR t.timeout = 'pending'"):
             due12 = row.dispatched_at + fire12
             due24 = row.dispatched_at + fire24
+            presa_at, consegna_at = row.presa_at, row.consegna_at
+            if p.faults.on("trk-timers-per-transaction"):  # the deviation: any recipient's receipt counts
+                others = p.store.tracking_rows("t.identificativo = ?", (row.identificativo,))
+                presa_at = min((r.presa_at for r in others if r.presa_at is not None), default=None)
+                consegna_at = min((r.consegna_at for r in others if r.consegna_at is not None), default=None)
             if row.preavviso == "pending" and now >= due12:
-                cleared = [x for x in (row.presa_at, row.consegna_at) if x is not None and x <= due12]
+                cleared = [x for x in (presa_at, consegna_at) if x is not None and x <= due12]
                 if p.faults.on("trk-preavviso-despite-consegna"):
                     cleared = []
+                if p.faults.on("trk-presa-ignored"):
+                    cleared = [x for x in (consegna_at,) if x is not None and x <= due12]
                 state = "suppressed" if cleared or p.faults.on("trk-no-preavviso") else "sent"
                 emitted += self._emit(row, Kind.PREAVVISO_12H, "preavviso", state, CODE_TIMEOUT_12H, due12)
             if row.timeout == "pending" and now >= due24:
-                cleared = row.consegna_at is not None and row.consegna_at <= due24
-                state = "suppressed" if cleared else "sent"
+                cleared = consegna_at is not None and consegna_at <= due24
+                if p.faults.on("trk-presa-stops-24h"):  # the deviation: a presa in carico taken as the delivery
+                    cleared = cleared or (presa_at is not None and presa_at <= due24)
+                if p.faults.on("trk-late-consegna-ignored"):  # only a consegna within 12 h counts
+                    cleared = consegna_at is not None and consegna_at <= due12
+                state = "suppressed" if cleared or p.faults.on("trk-no-24h") else "sent"
                 emitted += self._emit(row, Kind.MANCATA_CONSEGNA_24H, "timeout", state, CODE_TIMEOUT_24H, due24)
         return emitted
 
