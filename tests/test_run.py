@@ -307,3 +307,48 @@ def test_a_real_runs_html_report_renders_in_headless_chromium(clean_run, tmp_pat
     _run_chromium(tmp_path / "shot", f"--screenshot={shot}", "--window-size=1280,2400", page)
     assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 10_000
     print(f"screenshot: {shot}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Timers: a scenario that waits on the target's own timers runs only when the target declares them.
+
+
+def test_every_scenario_waiting_on_the_targets_timers_is_gated():
+    import inspect
+
+    from conformance.engine.core import SCENARIOS
+    from conformance.scenarios import __name__ as _scenarios  # noqa: F401
+
+    for spec in SCENARIOS.values():
+        source = inspect.getsource(spec.func)
+        if "ctx.timer(" in source or "_dispatch(" in source:
+            assert spec.timers or "has_timers()" in source, f"{spec.id} waits on the target's timers ungated"
+
+
+def test_without_declared_timers_no_scenario_waits_for_them(tmp_path):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fakes import FakeTarget, counterpart_pki
+
+    pki, tls = counterpart_pki(tmp_path)
+    fake = FakeTarget(tmp_path / "fake", "relay", tls).start()
+    try:
+        profile = tmp_path / "target.toml"
+        # A day-long timeout, undeclared timers: a scenario that waited on it would hit the test's timeout.
+        profile.write_text(fake.profile(pki, timers=False).replace("timeout = 2", "timeout = 86400"))
+        start = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "conformance.cli", "run", "--quiet", "--target", str(profile),
+                               "--counterpart-pki", str(pki), "--timeout-multiplier", "0.05", "--out",
+                               str(tmp_path / "out"), "--scenario", "transaction.*", "--scenario", "timeouts.*",
+                               "--scenario", "delivery.completa"], capture_output=True, text=True, timeout=120,
+                              env=dict(os.environ, **fake.environment()))
+    finally:
+        fake.stop()
+    assert time.monotonic() - start < 60
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    verdicts = {s["id"]: s["verdict"] for s in report["scenarios"]}
+    for sid in ("transaction.peer-defers", "transaction.late-presa", "timeouts.silent", "timeouts.presa-only"):
+        assert verdicts[sid] == "SKIP", (sid, verdicts[sid])
+    tmo07 = [f["verdict"] for s in report["scenarios"] if s["id"] == "delivery.completa" for f in s["findings"]
+             if "TMO-07" in f["requirements"]]
+    assert "PASS" not in tmo07
