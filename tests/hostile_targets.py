@@ -281,6 +281,9 @@ def pop3_server(behaviour: str, received: list[bytes]) -> Callable[[Conn], None]
 # ------------------------------------------------------------------------------------------- harness
 
 
+_SHARED: list[tuple[Path, tuple[Path, Path]]] = []
+
+
 def _has_preflight() -> bool:
     from conformance.cli import run
 
@@ -310,6 +313,16 @@ class Harness:
 
     @classmethod
     def create(cls, root: Path) -> Harness:
+        """A harness in `root`; the PKI (a few seconds to make) is made once per test process and shared."""
+        if not _SHARED:
+            _SHARED.append(cls._make_pki(root))
+        pki, tls_files = _SHARED[0]
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(*map(str, tls_files))
+        return cls(root, pki, tls)
+
+    @staticmethod
+    def _make_pki(root: Path) -> tuple[Path, tuple[Path, Path]]:
         pki = root / "pki"
         done = subprocess.run([sys.executable, "-m", "conformance.cli", "pki", "init", str(pki), "--provider",
                                "Gestore Controparte S.p.A.", "--domain", "pec.controparte.test"],
@@ -319,9 +332,7 @@ class Harness:
         key, cert = issue_tls_server_certificate(layout.ca, ("127.0.0.1", "localhost"))
         (root / "tls.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         (root / "tls.key").write_bytes(private_key_pem(key))
-        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        tls.load_cert_chain(str(root / "tls.pem"), str(root / "tls.key"))
-        return cls(root, pki, tls)
+        return pki, (root / "tls.pem", root / "tls.key")
 
     def serve(self, play: Callable[[Conn], None], *, tls: bool = False, dribble: float = 0.0) -> int:
         server = serve(play, tls=self.tls if tls else None, dribble=dribble)
