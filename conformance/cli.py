@@ -450,8 +450,13 @@ def pki_revoke(directory: Path, certificate: str):
                    "finished marked BLOCKED (not run), and the exit code is 2.")
 @click.option("--preflight/--no-preflight", "preflight", default=True, show_default=True,
               help="Check the target first; scenarios needing what is broken are BLOCKED (see `preflight`).")
+@click.option("--long-timers", is_flag=True,
+              help="With --target: start the 12 h / 24 h scenarios on the target's real timers, record what is "
+                   "awaited, exit; judge later with `resume`.")
+@click.option("--counterpart-state", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="With --long-timers: the state folder of the running `counterpart serve`.")
 def run(target, counterpart_pki, faults, patterns, excludes, expectations, out, timeout_multiplier, jobs, keep,
-        quiet, max_time, preflight):
+        quiet, max_time, preflight, long_timers, counterpart_state):
     """Run the scenarios against a target (default: the built-in reference provider) and write the reports."""
     from .engine import core
     from .engine.execute import execute
@@ -485,6 +490,9 @@ def run(target, counterpart_pki, faults, patterns, excludes, expectations, out, 
         missing = target_profile.missing_files()
         if missing:
             _fail_usage(f"{target}: not found: {'; '.join(missing)}")
+    if long_timers or counterpart_state:
+        _start_long_timers(target, counterpart_pki, counterpart_state, out, timeout_multiplier)
+        return
     if keep is not None and out is not None:
         _fail_usage("--keep prunes the default output folder (reports/); it does not go with --out")
     default_out = out is None
@@ -574,6 +582,82 @@ def preflight(target, counterpart_pki, timeout_multiplier):
         click.echo(line)
     verdicts = {str(f.verdict) for f in result.result.findings}
     sys.exit(EXIT_HARNESS if "ERROR" in verdicts else EXIT_FAIL if "FAIL" in verdicts else EXIT_OK)
+
+
+def _start_long_timers(target, counterpart_pki, state, out, multiplier) -> None:
+    from . import longtimers
+    from .engine.profile import ProfileError
+    from .runner import timestamp
+
+    if not (target and counterpart_pki and state):
+        _fail_usage("--long-timers needs --target, --counterpart-pki and --counterpart-state (`counterpart serve`)")
+    out = out or Path("reports") / timestamp()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        waiting = longtimers.start(target, counterpart_pki, state, out, multiplier)
+    except (ProfileError, ValueError) as exc:
+        _fail_usage(str(exc))
+    started = [e for e in waiting["scenarios"] if e.get("record")]
+    for e in waiting["scenarios"]:
+        bad = [f for f in e["findings"] if f["verdict"] in ("FAIL", "ERROR", "BLOCKED")]
+        state_line = f"waiting for {e['awaiting']}" if e.get("record") else "not started: " + "; ".join(
+            f"{f['verdict']} {f['message']}" for f in bad[:2])
+        click.echo(f"{e['id']}: {state_line}")
+    due = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(waiting["due"]))
+    click.echo(f"{len(started)} of {len(waiting['scenarios'])} started; due {due}; then: "
+               f"pec-conformance resume {out}")
+    sys.exit(EXIT_OK if len(started) == len(waiting["scenarios"]) else EXIT_HARNESS)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--wait", is_flag=True, help="If the awaited notices are not due yet, wait until they are.")
+def resume(run_dir: Path, wait: bool):
+    """Complete a `run --long-timers`: collect what arrived, judge it, write the reports."""
+    from . import longtimers
+    from .engine.profile import ProfileError
+    from .engine.results import build_report
+    from .report.render import write_reports
+
+    started = time.time()
+    try:
+        results, profile, waiting = longtimers.resume(run_dir, wait=wait)
+    except longtimers.NotDue as exc:
+        _fail_usage(f"{run_dir}: the awaited notices are due {exc}; resume then (or add --wait)")
+    except ProfileError as exc:
+        _fail_usage(str(exc))
+    report = build_report(results, profile, started=waiting.get("started", started), finished=time.time(),
+                          command=sys.argv, multiplier=float(waiting["multiplier"]), jobs=1, faults=[])
+    paths = write_reports(report, run_dir)
+    summary = report["summary"]
+    click.echo(f"{len(results)} scenarios: " + ", ".join(f"{n} {v}" for v, n in summary["scenarios"].items() if n))
+    click.echo(f"reports: {', '.join(str(p) for p in paths.values())}")
+    sys.exit(summary["exit_code"])
+
+
+@main.group()
+def counterpart() -> None:
+    """The counterpart and the ordinary domain as a long-lived service (real timers)."""
+
+
+@counterpart.command("serve")
+@click.option("--profile", "profile_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The target profile: where the counterpart and the ordinary domain listen.")
+@click.option("--counterpart-pki", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The `pki init` (or `target init`) folder whose first provider the counterpart plays.")
+@click.option("--state", "state_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The state folder (created if missing): messages, journal, behaviours.")
+@click.option("--ready-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the listening addresses here once up.")
+def counterpart_serve(profile_path: Path, counterpart_pki: Path, state_dir: Path, ready_file):
+    """Run the counterpart and the ordinary domain until SIGTERM or SIGINT, their state on disk."""
+    from .engine.profile import ProfileError, load_profile
+    from .longtimers import serve_counterpart
+
+    try:
+        sys.exit(serve_counterpart(load_profile(profile_path), counterpart_pki, state_dir, ready_file=ready_file))
+    except (ProfileError, OSError) as exc:
+        _fail_usage(str(exc))
 
 
 def _progress(quiet: bool, total: int):
