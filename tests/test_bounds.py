@@ -130,6 +130,24 @@ def test_an_honest_server_is_not_cut(harness):
         smtp.noop()  # closed by the with block, and the guard with it
 
 
+def test_the_counterpart_refuses_a_message_beyond_the_message_bound():
+    """What the target sends the counterpart (or the ordinary domain) is capped too: 552, nothing kept."""
+    from conformance.counterpart.smtp import Recorder, smtp_send
+
+    recorder = Recorder(domains=("pec.controparte.test",), tls_context=None, evidence=None, host="127.0.0.1", port=0,
+                        ident="counterpart", point="incoming")
+    recorder.start_server()
+    try:
+        line = b"Y" * 998 + b"\r\n"
+        raw = b"Subject: big\r\n\r\n" + line * (MESSAGE_BYTES // len(line) + 1024)
+        out = smtp_send("127.0.0.1", recorder.port, "a@evil.test", ["b@pec.controparte.test"], raw, starttls=False,
+                        timeout=20)
+    finally:
+        recorder.stop_server()
+    assert out.code == 552, out.transcript
+    assert recorder.received == []
+
+
 # ------------------------------------------------------------------ the four hostile targets, end to end
 
 

@@ -19,10 +19,13 @@ from dataclasses import dataclass, field
 from aiosmtpd.controller import Controller
 
 from ..net.smtp import BoundedSMTP
+from ..pec.constants import MAX_MESSAGE_BYTES
 from ..pec.parse import ParsedMessage, parse_message
 
 Evidence = Callable[[str, bytes, dict], None]
-DATA_SIZE_LIMIT = 100_000_000
+# What the target may send the counterpart or the ordinary domain: the validator's message bound (larger is
+# refused with 552 and discarded as it arrives, so a hostile target cannot fill memory through them).
+DATA_SIZE_LIMIT = MAX_MESSAGE_BYTES
 
 
 def free_port(host: str = "127.0.0.1") -> int:
