@@ -34,6 +34,8 @@ def _check_partial(out: Path, reason_words: str) -> dict:
     assert unfinished, "nothing marked as not run"
     for s in unfinished:
         assert s["verdict"] in ("BLOCKED", "FAIL", "ERROR", "WARN"), s  # never a clean PASS
+    assert "Stopped early" in (out / "summary.md").read_text()
+    assert "stopped early" in (out / "report.html").read_text()
     import junitparser
 
     xml = junitparser.JUnitXml.fromfile(str(out / "junit.xml"))

@@ -96,8 +96,11 @@ def to_markdown(report: Mapping[str, Any], max_lines: int = MAX_LINES) -> str:
     problems = [s for s in scenarios if s["verdict"] in UNEXPECTED]
     problems.sort(key=lambda s: VERDICTS.index(s["verdict"]))
     xfail = sum(1 for s in scenarios if s["verdict"] == "XFAIL")
+    stopped = report["run"].get("stopped")
     footer = [
         "",
+        *([f"**Stopped early**: {md_code(stopped, 120)}; the scenarios not finished are BLOCKED (not run).", ""]
+          if stopped else []),
         f"Run {md_code(report['run']['id'], 60)}, {report['run']['duration_s']:.0f} s; "
         + (f"{xfail} expected failure{'s' if xfail > 1 else ''} (XFAIL) not listed; " if xfail else "")
         + "details in `report.html`, data in `report.json`.",
