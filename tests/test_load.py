@@ -22,9 +22,9 @@ from conformance.load.run import outstanding
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "load-report.schema.json"
 
 
-def _load(out: Path, *args: str, timeout: float = 150) -> tuple[subprocess.CompletedProcess, dict]:
+def _load(out: Path, *args: str, workers: int = 2) -> tuple[subprocess.CompletedProcess, dict]:
     proc = subprocess.run([sys.executable, "-m", "conformance.cli", "load", "--out", str(out), "--quiet",
-                           "--workers", "2", *args], capture_output=True, text=True, timeout=timeout, check=False)
+                           "--workers", str(workers), *args], capture_output=True, text=True, timeout=150, check=False)
     assert (out / "load.json").is_file(), proc.stdout + proc.stderr
     report = json.loads((out / "load.json").read_text())
     jsonschema.validate(report, json.loads(SCHEMA.read_text()))
@@ -84,7 +84,7 @@ def test_load_shows_lost_delivery_receipts(tmp_path):
     """The reference fault that issues no delivery receipt for one delivered envelope in ten: about
     10 % of the messages lost, each listed by Message-ID, and exit 1 with --max-loss 0."""
     proc, report = _load(tmp_path / "load", "--users", "3", "--time", "2s", "--drain", "3s", "--local-share", "1",
-                         "--reference-fault", "dlv-lose-one-in-ten", "--max-loss", "0")
+                         "--reference-fault", "dlv-lose-one-in-ten", "--max-loss", "0", workers=1)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "BROKEN: lost messages" in proc.stdout
     _accounted(report)
@@ -93,6 +93,23 @@ def test_load_shows_lost_delivery_receipts(tmp_path):
     assert all(len(x["missing"]) == 1 and x["missing"][0].startswith("consegna ") for x in report["lost"])
     assert all(x["message_id"].startswith("<load.") for x in report["lost"])
     assert report["exit_code"] == 1 and not report["thresholds"][0]["ok"]
+
+
+def test_load_reports_a_fail_with_its_evidence(tmp_path):
+    """A deviation in the receipts (acceptance subject prefix in lower case) is judged on the sampled
+    receipts under load, reported with the saved message, and makes the exit code 1."""
+    out = tmp_path / "load"
+    proc, report = _load(out, "--users", "2", "--time", "1s", "--drain", "15s", "--validate-every", "1",
+                         "--reference-fault", "acc-subject-prefix", workers=1)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    _accounted(report)
+    assert report["totals"]["lost"] == 0 and not report["thresholds"]
+    fails = [f for f in report["validation"]["findings"] if f["verdict"] == "FAIL"]
+    assert fails and report["validation"]["fail"] == len(fails)
+    assert {f["kind"] for f in fails} == {"accettazione"}
+    assert any("FMT-18" in f["requirements"] for f in fails)
+    for f in fails:
+        assert b"Subject: Accettazione: " in (out / f["evidence"]).read_bytes()
 
 
 # ---------------------------------------------------------------------------------------------- pure parts
