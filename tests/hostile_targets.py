@@ -148,8 +148,11 @@ def smtp_access(behaviour: str, tls: ssl.SSLContext, received: list[bytes]) -> C
 
 
 def slow_smtp(c: Conn) -> None:
-    """An honest-looking access point that answers one byte at a time (the Conn dribbles)."""
+    """An honest-looking access point that greets at once, then answers one byte at a time (the Conn
+    dribbles)."""
+    pace, c.dribble = c.dribble, 0.0
     c.send(b"220 slow\r\n")
+    c.dribble = pace
     while line := c.readline():
         if line[:4].upper() in (b"EHLO", b"HELO"):
             c.send(b"250-slow.evil.test\r\n250-PIPELINING\r\n250-SIZE 100000000\r\n250-STARTTLS\r\n"
