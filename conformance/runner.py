@@ -116,6 +116,7 @@ def builtin_target(out: Path, faults: list[str], multiplier: float) -> Iterator[
                           "max_total_size": config.limits.max_total_size,
                           "max_message_size": config.limits.max_message_size, "timers": True,
                           "full_mailbox": FULL_MAILBOX[0], "index_refresh": config.index_refresh,
+                          "crl_refresh": config.index_refresh,
                           "receipt_types": ["completa", "breve", "sintetica"]},
             ca_file=work / "pki/ca/ca.pem", kind="reference",
             # Its published index (signed LDIF, with the index faults switched on) and its signing certificate.
@@ -130,6 +131,8 @@ def builtin_target(out: Path, faults: list[str], multiplier: float) -> Iterator[
             evidence=evidence, client_tls=_client_tls(work / "pki/ca/ca.pem"), multiplier=multiplier,
             forgery=_forgery_keys(forgery), counterpart_credentials=layout.provider(COUNTERPART_NAME),
             republish_index=lambda records: _republish(layout, records))
+        # Revocation during the run (RIC-07): the CRL the built-in target reloads, re-signed by the test CA.
+        world.revoke_certificate = lambda cert: _revoke(work / "pki", world, cert)
         yield world
     finally:
         for item in reversed(started):
@@ -153,6 +156,16 @@ def _republish(layout, records) -> None:
         tmp = layout.directory / "index" / f".{name}.new"
         tmp.write_bytes(data)
         tmp.replace(layout.directory / "index" / name)  # atomic: the target never reads half a file
+
+
+def _revoke(pki_dir: Path, world: core.World, certificate) -> None:
+    """Put `certificate` on the CRL in `pki_dir` (where the target reloads it from); the suite judges with it too."""
+    from cryptography import x509
+
+    from .pec.pki import revoke_in_directory
+
+    revoke_in_directory(pki_dir, certificate.serial_number)
+    world.validation.crls = [x509.load_pem_x509_crl((pki_dir / "ca/crl.pem").read_bytes())]
 
 
 def _forgery_keys(paths: dict[str, Path]) -> dict[str, tuple]:

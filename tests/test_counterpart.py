@@ -367,7 +367,7 @@ def test_forgery_material(world):
     serial = world.forgeries["revoked"][1].serial_number
     assert crl.get_revoked_certificate_by_serial_number(serial) is not None
     record = next(r for r in world.alfa.index.records if r.provider_name == CP_NAME)
-    assert len(record.certificates) == 5  # its own and the expired, not-yet-valid, revoked and renewed ones
+    assert len(record.certificates) == 6  # its own and the expired, not-yet-valid, revoked, renewed, to-revoke ones
     assert world.alfa.index.records_for_certificate(world.forgeries["foreign"][1]) == []
     assert world.forgeries["foreign"][1].issuer != world.layout.ca.certificate.subject
     assert set(world.forgery_paths) >= {"expired", "not-yet-valid", "revoked", "foreign", "crl", "manifest"}

@@ -153,7 +153,7 @@ FAULTS = {
     "inc-anomaly-text-no-sender": ("anomaly.ordinary-mail", "ANO-09"),
     "inc-anomaly-routing-lost": ("inbound.anomaly-routing", "ANO-11"),
     "inc-infected-notice-as-anomaly": ("inbound.infected-receipt", "VIR-15"),
-    "inc-unverified-as-pec": ("anomaly.unsigned", "RIC-03"),
+    "inc-crl-not-refreshed": ("anomaly.revoked-during-run", "RIC-07"),
     "acc-bcc-accepted": ("acceptance.bcc-refused", "ACC-08"),
     "acc-virus-not-detected": ("virus.at-access-point", "VIR-02"),
 }
@@ -163,6 +163,12 @@ def test_reworked_verdicts_have_a_reachable_fail(tmp_path: Path) -> None:
     wanted = dict(FAULTS.values())
     scenarios = _run(tmp_path / "faulty", sorted(wanted), sorted(FAULTS))
     _assert_caught(scenarios, wanted)
+
+
+def test_an_unverified_envelope_delivered_as_pec_fails_ric03(tmp_path: Path) -> None:
+    """Apart: a target that verifies nothing delivers every forgery as PEC (and the revoked one too)."""
+    wanted = {"anomaly.unsigned": "RIC-03"}
+    _assert_caught(_run(tmp_path / "unverified", sorted(wanted), ["inc-unverified-as-pec"]), wanted)
 
 
 def test_a_receipt_before_storing_fails_con02(tmp_path: Path) -> None:

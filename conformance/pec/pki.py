@@ -423,7 +423,10 @@ def _write(path: Path, data: bytes, *, secret: bool = False) -> None:
             handle.write(data)
         os.chmod(path, 0o600)
     else:
-        path.write_bytes(data)
+        # Whole or not at all: a provider reloading the CRL or the index meanwhile never reads half a file.
+        tmp = path.with_name(f".{path.name}.new")
+        tmp.write_bytes(data)
+        tmp.replace(path)
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -688,7 +691,7 @@ def issue_tls_server_certificate(
 
 FORGERY_KINDS = ("expired", "not-yet-valid", "revoked", "foreign", "renewed")
 # The forgery certificates that chain to the test CA; they join the provider's index record (below).
-_INDEXED_FORGERIES = ("expired", "not-yet-valid", "revoked", "renewed")
+_INDEXED_FORGERIES = ("expired", "not-yet-valid", "revoked", "renewed", "to-revoke")
 
 
 def issue_counterpart_forgery_certificates(
@@ -702,6 +705,8 @@ def issue_counterpart_forgery_certificates(
     - ``foreign``: issued by a fresh CA of its own, trusted by nobody and in no index;
     - ``renewed``: a second valid certificate of the provider (a renewal, §4.5): listed in the index next
       to the first, so a message signed with it must be accepted (IDX-12).
+    - ``to-revoke``: another valid certificate listed in the index, kept for the suite to revoke during a
+      run: a target must refuse what it signs once its CRL refresh picked the revocation up (RIC-07).
 
     Every certificate has the provider's name and service address, so only the tested property differs.
     """
@@ -720,6 +725,8 @@ def issue_counterpart_forgery_certificates(
                                               not_before=moment - timedelta(hours=1)),
         "renewed": issue_provider_certificate(ca, provider_name, service_address,
                                               not_before=moment - timedelta(hours=1)),
+        "to-revoke": issue_provider_certificate(ca, provider_name, service_address,
+                                                not_before=moment - timedelta(hours=1)),
     }
 
 

@@ -437,6 +437,8 @@ FAULTS: tuple[Fault, ...] = (
     Fault("dlv-variant-mislabelled", "delivery", ("CON-17",), "FAIL",
           "a concise receipt's daticert names ricevuta tipo=completa whatever was asked",
           (Kind.CONSEGNA_SINTETICA,), daticert=lambda d: replace(d, ricevuta="completa")),
+    Fault("inc-crl-not-refreshed", "incoming", ("RIC-07",), "FAIL",
+          "the CRLs loaded at start are never reloaded: a certificate revoked later is still trusted"),
     Fault("inc-infected-notice-as-anomaly", "incoming", ("VIR-15",), "FAIL",
           "an infected receipt is forwarded to the user wrapped in an anomaly envelope"),
     Fault("inc-anomaly-routing-lost", "incoming", ("ANO-11",), "FAIL",

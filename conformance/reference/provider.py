@@ -100,6 +100,8 @@ class ReferenceProvider:
         index, signed = load_index(config.index.read_bytes(), signer)
         if signed is not None and signer is not None and not signed.signer_trusted:
             raise ConfigError(f"{config.index}: the index signature does not verify with {config.index_signer}")
+        if self.faults.on("inc-crl-not-refreshed") and getattr(self, "crls", None) is not None:
+            crls = self.crls  # the deviation: the CRLs loaded at start are kept for good
         self.index, self.crls = index, crls
         self._trust_loaded = time.monotonic()
 

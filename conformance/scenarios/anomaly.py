@@ -156,6 +156,9 @@ def _forged(ctx: ScenarioContext, make, reqs: tuple[str, ...]) -> None:
     code = ctx.inject(forged, [rcpt], mail_from=t.mittente, label="forged")
     senders = {creds.service_address.lower(), t.mittente.lower()}
     anomaly = _outcome(ctx, code, forged, senders=senders, reqs=(*reqs, "RIC-14"), sent_at=sent_at)
+    if 400 <= code < 500:
+        raise Blocked((*reqs, "RIC-14", "SIG-14", "RIC-03", *NOTHING_BACK), f"deferred (SMTP {code}), not judged: "
+                      "a message not yet taken is not yet delivered either")
     as_pec = [c for c in ctx.mailbox(0, [Kind.BUSTA_TRASPORTO]) if _not_control(c)]
     ctx.verdict((*reqs, "RIC-14", "SIG-14", "RIC-03"), not as_pec, "the envelope that fails the signature tests is "
                 "not delivered as certified mail (the correctly signed one was)", expected="no busta di trasporto",
@@ -233,6 +236,47 @@ def revoked(ctx: ScenarioContext) -> None:
     _forged(ctx, lambda raw: forge.signed_by(raw, key, cert), ("RIC-06",))
 
 
+@scenario("anomaly.revoked-during-run", "A certificate revoked during the run",
+          "The counterpart signs a correct envelope with a certificate the index lists: it is delivered as "
+          "certified mail. The suite then revokes that certificate in the CRL the target loads; after the target's "
+          "declared CRL refresh interval, an envelope signed with it is no longer certified mail: an anomaly "
+          "envelope (or an SMTP refusal), never a busta di trasporto.",
+          ["RIC-07", "RIC-06"], needs=("crl_refresh",), timers=True)
+def revoked_during_run(ctx: ScenarioContext) -> None:
+    revoke = getattr(ctx.world, "revoke_certificate", None)
+    if revoke is None:
+        raise Skip("the suite cannot publish the CRL this target loads")
+    key, cert = _key(ctx, "to-revoke")
+    creds, rcpt = ctx.world.counterpart_credentials, ctx.user(0)
+
+    def send(label: str, subject: str) -> int:
+        raw, t = forge.envelope(creds, ctx.original(rcpt, sender=ctx.peer(0), subject=subject))
+        return ctx.inject(forge.signed_by(raw, key, cert), [rcpt], mail_from=t.mittente, label=label)
+
+    code = send("before-revocation", f"Prima della revoca {CONTROL}")
+    if not (200 <= code < 300 and ctx.wait_mailbox(0, Kind.BUSTA_TRASPORTO, within=15,
+                                                   where=lambda c: CONTROL in c.message.subject)):
+        raise Blocked(None, f"an envelope signed with the certificate before its revocation was not delivered as "
+                            f"certified mail (SMTP {code})")
+    revoke(cert)
+    refresh = float(ctx.world.profile.capability("crl_refresh"))
+    ctx.pause(ctx.seconds(refresh) + 1.0)
+    code = send("after-revocation", "Dopo la revoca")
+    end = ctx.deadline(15)
+    while not (arrived := [c for c in ctx.mailbox(0) if _not_control(c)]) and 200 <= code < 300 \
+            and time.monotonic() < end:
+        ctx.pause(0.1)
+    as_pec = [c for c in arrived if c.message.kind is Kind.BUSTA_TRASPORTO]
+    anomaly = [c for c in arrived if c.message.kind is Kind.BUSTA_ANOMALIA]
+    seen = f"SMTP {code}; " + (", ".join(str(c.message.kind) for c in arrived) or "nothing delivered")
+    if as_pec or anomaly or 500 <= code < 600:
+        ctx.verdict(("RIC-07", "RIC-06"), not as_pec, f"signed after the revocation, {refresh:g} s (the declared CRL "
+                    "refresh) later: no longer certified mail", expected="anomaly envelope or SMTP refusal",
+                    actual=seen)
+    else:
+        ctx.blocked("RIC-07", f"after the revocation the envelope was neither delivered nor refused ({seen})")
+
+
 @scenario("anomaly.not-yet-valid", "Signed with a certificate not yet valid",
           "A correct envelope signed by a counterpart certificate whose validity starts in the future.",
           ["RIC-06", *_RIC])
@@ -276,6 +320,9 @@ def malformed_signed(ctx: ScenarioContext) -> None:
     if 200 <= code < 300:
         anomaly = expect_anomaly(ctx, broken, senders={creds.service_address.lower(), t.mittente.lower()},
                                  reqs=("ANO-14", "RIC-08"), sent_at=sent_at)
+    else:
+        raise Blocked(("RIC-08", "RIC-03", "ANO-13", "CON-03"), f"not taken (SMTP {code}): what the target does with "
+                      "it cannot be seen")
     as_pec = [c for c in ctx.mailbox(0, [Kind.BUSTA_TRASPORTO]) if _not_control(c)]
     ctx.verdict(("RIC-08", "RIC-03"), not as_pec, "the malformed envelope is not delivered as certified mail",
                 actual=f"{len(as_pec)} delivered")
