@@ -117,6 +117,23 @@ def test_a_retr_that_never_ends_stops_at_the_message_bound(harness):
     assert time.monotonic() - start < 25
 
 
+def test_a_tls_handshake_answered_one_byte_at_a_time_is_cut(harness):
+    """Before TLS is up too: a server that announces a 16 KiB handshake record and sends it one byte at a
+    time (implicit TLS, as imaps). The ssl module bounds a whole handshake by the socket timeout; the
+    exchange deadline would cut it otherwise."""
+
+    def trickle(c):
+        c.sock.recv(5)  # the start of the ClientHello
+        c.send(b"\x16\x03\x03\x40\x00" + b"\x00" * 16384)
+
+    port = harness.serve(trickle, dribble=0.05)
+    start = time.monotonic()
+    with pytest.raises(MailboxError, match="deadline|timed out"):
+        ImapReader("127.0.0.1", port, USERS[0], PASSWORD, tls="implicit", ssl_context=_client_tls(harness),
+                   timeout=0.5)
+    assert time.monotonic() - start < 4
+
+
 def test_an_honest_server_is_not_cut(harness):
     received: list[bytes] = []
     port = harness.serve(smtp_access("accept", harness.tls, received))
