@@ -124,5 +124,8 @@ def same_provider(ctx: ScenarioContext) -> None:
     else:
         ctx.blocked(("CON-02", "CON-17"), "no delivery receipt reached the sender")
     presa = ctx.mailbox(0, [Kind.PRESA_IN_CARICO]) + ctx.mailbox(1, [Kind.PRESA_IN_CARICO])
-    ctx.verdict("GEN-07", not presa, "no presa in carico in a user mailbox", decision="D22",
-                actual=f"{len(presa)} presa in carico")
+    if presa or (envelope and receipts):  # the transaction ran: where its presa in carico went counts
+        ctx.verdict("GEN-07", not presa, "no presa in carico in a user mailbox", decision="D22",
+                    actual=f"{len(presa)} presa in carico")
+    else:
+        ctx.blocked("GEN-07", "the internal transaction did not run (no envelope or no receipt)")

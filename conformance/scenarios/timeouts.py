@@ -221,7 +221,9 @@ def presa_only(ctx: ScenarioContext) -> None:
         _refused_notice(ctx, "presa in carico", sent[0].outcome.code)
     presa = sent[0].at - (time.time() - time.monotonic()) - run.early  # when it was through, after dispatch
     n12, n24 = _of(caps, Kind.PREAVVISO_12H, rcpt), _of(caps, Kind.MANCATA_CONSEGNA_24H, rcpt)
-    if presa <= run.preavviso - run.tol:
+    if presa <= run.preavviso - run.tol and not n12 and not n24:
+        ctx.blocked("TMO-04", "no timeout notice at all: the missing 12 h notice proves nothing")
+    elif presa <= run.preavviso - run.tol:
         ctx.verdict("TMO-04", not n12, "no 12 h notice: the presa in carico came within 12 h",
                     expected="none", actual=f"{len(n12)} notice(s); presa in carico {presa:.2f} s after dispatch")
     elif presa >= run.preavviso + run.tol + (run.late - run.early):
@@ -316,6 +318,7 @@ def ordinary_recipient(ctx: ScenarioContext) -> None:
     caps = _watch(ctx, run, run.timeout)
     _both_notices(ctx, run, caps, rcpt)
     extra = [c for c in caps if c.message.daticert and (c.message.daticert.consegna or "").lower() == outsider]
-    ctx.verdict("MUL-09", not extra, "no timeout notice for the ordinary (esterno) recipient", soft=True,
-                decision="D11", expected="none", actual=f"{len(extra)} notice(s)")
+    if extra or _of(caps, Kind.PREAVVISO_12H, rcpt) or _of(caps, Kind.MANCATA_CONSEGNA_24H, rcpt):
+        ctx.verdict("MUL-09", not extra, "no timeout notice for the ordinary (esterno) recipient", soft=True,
+                    decision="D11", expected="none", actual=f"{len(extra)} notice(s)")
     _addressed(ctx, caps, [rcpt, outsider])

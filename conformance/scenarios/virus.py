@@ -118,8 +118,10 @@ def reported_by_counterpart(ctx: ScenarioContext) -> None:
     ctx.verdict("GEN-08", not shown, "the rilevazione virus never reaches the user", expected="none",
                 actual=f"{len(shown)} rilevazione virus")
     presa = ctx.mailbox(0, [Kind.PRESA_IN_CARICO])
-    ctx.verdict("GEN-07", not presa, "no presa in carico in the sender's mailbox", expected="none",
-                actual=f"{len(presa)} presa in carico")
+    taken = cp.sent_matching(lambda s: s.kind == str(Kind.PRESA_IN_CARICO) and s.related == ident and s.outcome.ok)
+    if presa or taken:
+        ctx.verdict("GEN-07", not presa, "no presa in carico in the sender's mailbox", expected="none",
+                    actual=f"{len(presa)} presa in carico")
 
 
 CONTROL = "[controllo]"
@@ -186,8 +188,11 @@ def envelope_into_target(ctx: ScenarioContext) -> None:
         ctx.verdict(("VIR-05", "CON-02"), not receipts, "no delivery receipt for the infected envelope",
                     expected="none", actual=f"{len(receipts)} receipt(s)")
     shown = [c for c in ctx.mailbox(1) + ctx.mailbox(2) if c.message.kind is Kind.PRESA_IN_CARICO]
-    ctx.verdict("GEN-07", not shown, "no presa in carico in a recipient's mailbox", expected="none",
-                actual=f"{len(shown)} presa in carico")
+    if shown or presa:  # the target made a presa in carico: where it went counts
+        ctx.verdict("GEN-07", not shown, "no presa in carico in a recipient's mailbox", expected="none",
+                    actual=f"{len(shown)} presa in carico")
+    else:
+        ctx.blocked("GEN-07", "the target made no presa in carico for the infected envelope")
 
 
 @scenario("virus.ordinary-mail", "Infected ordinary mail",
