@@ -171,6 +171,8 @@ class World:
     counterpart_credentials: object = None
     # Publish a new providers index where the target loads it from (only when the suite controls that).
     republish_index: Callable[[list], None] | None = None
+    # Put a certificate on the CRL the target loads (only when the suite controls that: RIC-07).
+    revoke_certificate: Callable[[object], None] | None = None
     # What preflight found broken: a scenario touching it is BLOCKED with this precondition text.
     gates: Gates = field(default_factory=lambda: Gates())
     # Set when the run is stopped: every wait ends at once and the scenario is marked not run.
