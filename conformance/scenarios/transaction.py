@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from email.utils import parsedate_to_datetime
 
-from ..engine.core import ScenarioContext, scenario
+from ..engine.core import Blocked, ScenarioContext, scenario
 from ..pec.constants import Kind
 from ..pec.mime import CRLF
 from .incoming import strip_trace
@@ -132,10 +132,12 @@ def late_presa(ctx: ScenarioContext) -> None:
 
 @scenario("transaction.xml-is-the-truth", "The XML decides, not the text",
           "The counterpart's delivery receipt names the recipient correctly in daticert but another one in "
-          "its text; the target's timers follow the XML: no 24 h notice for that recipient.",
+          "its text; the target's timers follow the XML: no 24 h notice for that recipient, while a silent "
+          "recipient of the same message gets one.",
           ["GEN-11"], timers=True)
 def xml_truth(ctx: ScenarioContext) -> None:
-    rcpt = ctx.peer(1)
+    domain = ctx.peer(0).rpartition("@")[2]
+    rcpt = f"xml-{ctx.token}@{domain}"
     creds = ctx.world.counterpart_credentials
 
     def misleading(raw: bytes) -> bytes:
@@ -145,20 +147,28 @@ def xml_truth(ctx: ScenarioContext) -> None:
         from ..pec.smime import sign_entity, split_signed
 
         signed = split_signed(walk_entity(raw))
-        inner = signed.content.replace(rcpt.encode(), b"altro.destinatario@pec.controparte.test")
+        inner = signed.content.replace(rcpt.encode(), f"altro.destinatario@{domain}".encode())
         fields = [(n, str(v)) for n, v in walk_entity(raw).headers.items()
                   if n.lower() not in ("mime-version", "content-type")]
         # daticert is base64: only the readable text changed
         return sign_entity(fields, inner + CRLF, creds.key, creds.certificate)
 
+    silent = f"silenzio-{ctx.token}@{domain}"  # the control: its 24 h notice shows the timers run
     ctx.world.counterpart.set_behaviour("normal", recipients=[rcpt], transform=misleading)
+    ctx.world.counterpart.set_behaviour("silent", recipients=[silent])
     ctx.unjudged.add(Kind.CONSEGNA_SINTETICA)  # the counterpart's deliberately odd receipt is not the target's
-    ctx.submit(ctx.original(rcpt, tipo="sintetica"), [rcpt])
+    out = ctx.submit(ctx.original([rcpt, silent], tipo="sintetica"), [rcpt, silent])
+    if not out.accepted:
+        raise Blocked(None, f"the submission was not accepted ({out})")
     receipts = ctx.wait_mailbox(0, Kind.CONSEGNA_SINTETICA)
-    final = ctx.quiet_mailbox(0, Kind.MANCATA_CONSEGNA_24H, during=ctx.timer("timeout", 6.0) + 1.5)
-    ctx.verdict("GEN-11", len(receipts) >= 1 and not final,
-                "the receipt's daticert clears the recipient's timers whatever its text says",
-                expected="no 24 h notice", actual=f"{len(final)} notice(s)")
+    finals = ctx.quiet_mailbox(0, Kind.MANCATA_CONSEGNA_24H, during=ctx.timer("timeout", 6.0) + 1.5)
+    named = [(c.message.daticert.consegna or "").lower() for c in finals if c.message.daticert]
+    if not receipts or silent not in named:
+        raise Blocked("GEN-11", f"{len(receipts)} receipt(s) relayed, {len(finals)} 24 h notice(s) "
+                                f"({', '.join(named) or 'none'}): no timers seen to clear or to run")
+    ctx.verdict("GEN-11", rcpt not in named, "the receipt's daticert clears the recipient's timers whatever its "
+                "text says (the silent recipient beside it got its 24 h notice)", expected=f"no 24 h notice for {rcpt}",
+                actual=", ".join(named))
 
 
 @scenario("transaction.rejected-then-quiet", "Timers after a non-delivery notice",
