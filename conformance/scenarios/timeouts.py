@@ -299,8 +299,11 @@ def late_consegna(ctx: ScenarioContext) -> None:
     else:
         ctx.info("TMO-05", f"no 12 h notice; the consegna came {sent - run.late:.2f} s after the submission, "
                            "maybe within 12 h of the dispatch as the target counts it")
-    ctx.verdict(("TMO-05", "TMO-03"), not n24, "no 24 h notice: the consegna came before 22 h", decision="D27",
-                expected="none", actual=", ".join(f"{run.since(c):.2f} s" for c in n24) or "none")
+    if n12 or n24:  # the target's timers run (a 12 h notice came): the missing 24 h one is the consegna's doing
+        ctx.verdict(("TMO-05", "TMO-03"), not n24, "no 24 h notice: the consegna came before 22 h", decision="D27",
+                    expected="none", actual=", ".join(f"{run.since(c):.2f} s" for c in n24) or "none")
+    else:
+        ctx.blocked(("TMO-05", "TMO-03"), "no timeout notice at all: the missing 24 h notice proves nothing")
     _addressed(ctx, caps, [rcpt])
 
 
