@@ -87,6 +87,11 @@ def test_a_target_doing_nothing_of_pec_earns_no_pass(tmp_path, pki, shape, prefl
     assert proc.returncode in (1, 2), proc.stdout + proc.stderr  # nothing of PEC works: never a clean run
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert validate_report(report) == []
+    # A refused (or lost) correct message is the target's failure of ACC-17, told once, not per scenario.
+    acc17 = [f for s in report["scenarios"] for f in s["findings"]
+             if f["verdict"] == "FAIL" and "ACC-17" in f["requirements"]]
+    if preflight and shape in ("refuse-all", "defer-all", "accept-all", "echo"):
+        assert len(acc17) == 1, [f["message"] for f in acc17]
     earned = {**EARNED, **EARNED_BY_SHAPE.get(shape, {})}
     unearned = {rid: where for rid, where in passes(report).items() if rid not in earned}
     if os.environ.get("PEC_DEGENERATE_DUMP"):  # a listing of what is left, for whoever fixes the scenarios

@@ -181,6 +181,7 @@ class World:
     # Messages the suite made (body_key -> who): a copy of one in a mailbox is not the target's work.
     made: dict[str, str] = field(default_factory=dict)
     made_scanned: int = 0  # how much of counterpart.sent is in `made`
+    control_blamed: dict[tuple[str, ...], str] = field(default_factory=dict)  # requirements -> first scenario
 
 
 @dataclass
@@ -412,7 +413,8 @@ class ScenarioContext:
         Subject gets a marker so that its receipt is told apart from the defective message's. With
         `receipt` the control counts as accepted only once its acceptance receipt reached mailbox
         `user`. A refused control is a FAIL of `requirements` (a correct message was refused: ACC-17),
-        recorded once per scenario; the caller's requirements then get BLOCKED from `judge_refusal`.
+        recorded once per run (later ones: BLOCKED, naming the scenario with the FAIL); the caller's
+        requirements then get BLOCKED from `judge_refusal`.
         """
         self._controls += 1
         marker = f"[controllo-{self._controls}]"
@@ -443,6 +445,11 @@ class ScenarioContext:
         if out.auth_failure:
             # The login failed, not the message: nothing of the target's PEC behaviour was seen.
             self.blocked(reqs, f"{detail}: the login failed", evidence=out.evidence)
+            return
+        with _MADE_LOCK:  # one FAIL per run for refused correct messages, not one per scenario
+            first = self.world.control_blamed.setdefault(reqs, self.spec.id)
+        if first != self.spec.id:
+            self.blocked(reqs, f"{detail} (the FAIL is recorded once, in {first})", evidence=out.evidence)
             return
         self.verdict(reqs, False, f"a correct submission is not accepted: {detail}", expected="accepted",
                      actual=str(out), evidence=out.evidence)
