@@ -115,6 +115,9 @@ def ordinary_mail(ctx: ScenarioContext) -> None:
                          message_id=f"<{ctx.token}.ordinaria@{sender.rpartition('@')[2]}>")
     sent_at = time.time()
     code = ctx.inject(raw, [ctx.user(0)], mail_from=sender, origin="ordinary", starttls=False, label="ordinary")
+    if not 200 <= code < 300 and not pec_taken(ctx):
+        raise Blocked(None, f"ordinary mail refused (SMTP {code}), and a correct envelope was not delivered either: "
+                            "the refusal is not the ordinary-mail policy's")
     anomaly = _outcome(ctx, code, raw, senders={sender.lower()}, reqs=(), sent_at=sent_at)
     ctx.info("RIC-15", f"ordinary mail offered to the incoming point: SMTP {code}, "
                        f"{'an anomaly envelope' if anomaly else 'no anomaly envelope'} for the user")
@@ -137,6 +140,15 @@ def ordinary_mail(ctx: ScenarioContext) -> None:
 CONTROL = "[controllo]"
 
 
+def pec_taken(ctx: ScenarioContext, index: int = 0) -> bool:
+    """A positive control: a correct envelope from the counterpart reaches the user as certified mail."""
+    good, t = forge.envelope(ctx.world.counterpart_credentials,
+                             ctx.original(ctx.user(index), sender=ctx.peer(0), subject=f"Busta corretta {CONTROL}"))
+    code = ctx.inject(good, [ctx.user(index)], mail_from=t.mittente, label="envelope-control")
+    return 200 <= code < 300 and bool(ctx.wait_mailbox(index, Kind.BUSTA_TRASPORTO, within=15,
+                                                       where=lambda c: CONTROL in c.message.subject))
+
+
 def _not_control(item) -> bool:
     return CONTROL not in item.message.subject
 
@@ -144,12 +156,8 @@ def _not_control(item) -> bool:
 def _forged(ctx: ScenarioContext, make, reqs: tuple[str, ...]) -> None:
     creds = ctx.world.counterpart_credentials
     rcpt = ctx.user(0)
-    # The positive control: the same envelope, correctly signed, is delivered as certified mail.
-    good, gt = forge.envelope(creds, ctx.original(rcpt, sender=ctx.peer(0), subject=f"Busta corretta {CONTROL}"))
-    code = ctx.inject(good, [rcpt], mail_from=gt.mittente, label="envelope-control")
-    if not (200 <= code < 300 and ctx.wait_mailbox(0, Kind.BUSTA_TRASPORTO, within=15,
-                                                   where=lambda c: CONTROL in c.message.subject)):
-        raise Blocked(None, f"the same envelope correctly signed was not delivered as certified mail (SMTP {code})")
+    if not pec_taken(ctx):  # the positive control: the same envelope, correctly signed, is certified mail
+        raise Blocked(None, "the same envelope correctly signed was not delivered as certified mail")
     raw, t = forge.envelope(creds, ctx.original(rcpt, sender=ctx.peer(0)))
     forged = make(raw)
     sent_at = time.time()

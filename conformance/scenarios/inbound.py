@@ -15,6 +15,7 @@ from ..pec.mime import attachment_part, b64_body, contains, entity, multipart, t
 from ..pec.parse import parse_message
 from ..pec.samples import EICAR
 from ..pec.smime import sign_entity
+from .anomaly import pec_taken
 
 
 def _send_envelope(ctx: ScenarioContext, original: bytes, rcpts: list[str], *, key=None, cert=None) -> bytes:
@@ -225,6 +226,9 @@ def anomaly_routing(ctx: ScenarioContext) -> None:
     raw = forge.ordinary(sender, ctx.user(0), f"[{ctx.token}] ordinaria")
     code = ctx.inject(raw, [ctx.user(0)], mail_from=bounce, origin="ordinary", starttls=False)
     if policy == "refuse":
+        if not 200 <= code < 300 and not pec_taken(ctx):
+            raise Blocked(None, f"ordinary mail refused (SMTP {code}), and a correct envelope was not delivered "
+                                "either: the refusal is not the ordinary-mail policy's")
         ctx.verdict("ANO-15", 500 <= code < 600, "ordinary mail refused as declared (decision D15)", actual=str(code))
         ctx.info("ANO-11", "not applicable: the target refuses ordinary mail, no anomaly envelope to route")
         return
