@@ -66,6 +66,7 @@ class FakeTarget:
     counterpart_port: int = field(default_factory=_free_port)
     ordinary_port: int = field(default_factory=_free_port)
     passwords: dict[str, str] = field(default_factory=lambda: {a: p for a, (_, p) in USERS.items()})
+    incoming_auth: bool = False  # its incoming point demands AUTH from other providers (a set-up defect)
 
     def __post_init__(self) -> None:
         if self.shape not in SHAPES:
@@ -86,7 +87,9 @@ class FakeTarget:
                             require_starttls=True, auth_required=True, auth_require_tls=True,
                             authenticator=self._authenticate, data_size_limit=100_000_000, ident="fake access")
         incoming = Controller(_Incoming(self), hostname="127.0.0.1", port=self.incoming_port, tls_context=self.tls,
-                              require_starttls=False, data_size_limit=100_000_000, ident="fake incoming")
+                              require_starttls=False, data_size_limit=100_000_000, ident="fake incoming",
+                              auth_required=self.incoming_auth, auth_require_tls=False,
+                              authenticator=self._authenticate)
         for c in (access, incoming):
             c.start()
             self._controllers.append(c)

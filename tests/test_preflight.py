@@ -96,6 +96,18 @@ def test_an_endpoint_that_does_not_answer_is_named(tmp_path, pki):
     assert f"incoming point 127.0.0.1:{fake.incoming_port} does not answer" in proc.stdout
 
 
+def test_an_incoming_point_demanding_auth_from_peers_is_named(tmp_path, pki):
+    pki_dir, tls = pki
+    fake = FakeTarget(tmp_path / "fake", "relay", tls, incoming_auth=True).start()
+    try:
+        proc, _ = against(fake, pki_dir)
+    finally:
+        fake.stop()
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    errors = [ln for ln in proc.stdout.splitlines() if ln.startswith("ERROR")]
+    assert len(errors) == 1 and "demands AUTH from other providers" in errors[0] and "530" in errors[0], errors
+
+
 def test_a_run_against_a_target_whose_points_are_down_blocks_instead_of_failing(tmp_path, pki):
     pki_dir, tls = pki
     fake = FakeTarget(tmp_path / "fake", "relay", tls).start()

@@ -51,14 +51,17 @@ def _reply(exc: BaseException) -> str:
 
 
 def _smtp(world: World, point: str, address: tuple[str, int], tls: str, *, login: str | None = None,
-          secret: str | None = None, require_starttls: bool = True) -> str | None:
-    """Connect, EHLO, STARTTLS (or implicit TLS), optionally AUTH; None when all worked, else why not."""
+          secret: str | None = None, require_starttls: bool = True,
+          envelope: tuple[str, str] | None = None, context=None) -> str | None:
+    """Connect, EHLO, STARTTLS (or implicit TLS), optionally AUTH, optionally MAIL FROM / RCPT TO of
+    `envelope` then RSET (no message is sent); None when all worked, else why not."""
     host, port = address
     where = f"{point} {host}:{port}"
+    context = context or world.client_tls
     timeout = max(5.0, 15.0 * world.multiplier)
     try:
         if tls == "implicit":
-            smtp: smtplib.SMTP = BoundedSMTP_SSL(host, port, timeout=timeout, context=world.client_tls)
+            smtp: smtplib.SMTP = BoundedSMTP_SSL(host, port, timeout=timeout, context=context)
         else:
             smtp = BoundedSMTP(host, port, timeout=timeout)
     except (OSError, smtplib.SMTPException) as exc:
@@ -67,11 +70,11 @@ def _smtp(world: World, point: str, address: tuple[str, int], tls: str, *, login
         code, text = smtp.ehlo()
         if code != 250:
             return f"{where}: EHLO answered {code} {text.decode('utf-8', 'replace')[:200]}"
-        if tls != "implicit" and require_starttls:
+        if tls != "implicit" and (require_starttls or smtp.has_extn("starttls")):
             if not smtp.has_extn("starttls"):
                 return f"{where} offers no STARTTLS (EHLO: {text.decode('utf-8', 'replace')[:200]})"
             try:
-                smtp.starttls(context=world.client_tls)
+                smtp.starttls(context=context)
                 smtp.ehlo()
             except (OSError, smtplib.SMTPException) as exc:
                 return f"{where}: STARTTLS failed: {_reply(exc)}"
@@ -80,6 +83,16 @@ def _smtp(world: World, point: str, address: tuple[str, int], tls: str, *, login
                 smtp.login(login, secret or "")
             except (OSError, smtplib.SMTPException) as exc:
                 return f"{where}: AUTH as {login!r} failed: {_reply(exc)}"
+        if envelope is not None:
+            sender, rcpt = envelope
+            for cmd, arg in (("mail", f"FROM:<{sender}>"), ("rcpt", f"TO:<{rcpt}>")):
+                code, reply = smtp.docmd(cmd, arg)
+                reply_text = reply.decode("utf-8", "replace")[:200]
+                if code in (530, 534, 535, 538, 454):
+                    return f"{where} demands AUTH from other providers ({cmd.upper()} -> {code} {reply_text})"
+                if code >= 400:
+                    return f"{where} refuses {cmd.upper()} {arg} ({code} {reply_text})"
+            smtp.rset()
         return None
     except (OSError, smtplib.SMTPException) as exc:
         return f"{where}: {_reply(exc)}"
@@ -129,7 +142,10 @@ def run_preflight(world: World, *, within: float | None = None) -> PreflightResu
                 fine(f"mailbox {box.address}: AUTH as {box.login!r}")
 
     # 2. The incoming point answers (STARTTLS there is judged by the scenarios, not required here).
-    problem = _smtp(world, "incoming point", p.incoming, "starttls", require_starttls=False)
+    # As a peer provider would: STARTTLS when offered, no AUTH, a recipient among the target's mailboxes.
+    problem = _smtp(world, "incoming point", p.incoming, "starttls", require_starttls=False,
+                    envelope=(world.counterpart_users[0], p.mailboxes[0].address) if p.mailboxes else None,
+                    context=getattr(world.counterpart, "client_tls", None))
     if problem:
         gates.incoming = problem
         error(problem)
