@@ -11,7 +11,9 @@ a message is its `shape`:
   the incoming point is stored unchanged in the user's mailbox; no receipt, no envelope;
 - mirror: like relay, and a copy of what a user sends lands back in that user's mailbox;
 - echo: a user's message comes back unchanged into that user's mailbox and goes nowhere else;
-  incoming messages are stored unchanged.
+  incoming messages are stored unchanged;
+- refuse-charset: a relay whose access point refuses every ISO-8859-1 message with "554 unhandled
+  charset" (the suite's messages are ISO-8859-1): every refusal names a cause that is not the rule's.
 
 A suite run against any of them must not give PASS beyond what the fake really does (STARTTLS, AUTH).
 """
@@ -33,13 +35,14 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 # aiosmtpd itself sets the legacy attribute on every AUTH: not something a test can act on.
 warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
 
-SHAPES = ("refuse-all", "accept-all", "defer-all", "relay", "mirror", "echo")
+SHAPES = ("refuse-all", "accept-all", "defer-all", "relay", "mirror", "echo", "refuse-charset")
 DOMAIN = "pec.finto.test"
 COUNTERPART_DOMAIN = "pec.controparte.test"
 ORDINARY_DOMAIN = "esterno.test"
 USERS = {f"utente{i}@{DOMAIN}": (f"utente{i}", f"segreto-{i}") for i in (1, 2, 3)}  # address: (login, password)
 PASSWORD_ENV = "FAKE_PEC_PASSWORD_{}"
 REFUSE = "554 5.7.1 message refused"
+REFUSE_CHARSET = "554 5.6.0 unhandled charset"
 DEFER = "451 4.3.0 try again later"
 
 
@@ -189,7 +192,9 @@ class _Access:
             return REFUSE
         if fake.shape == "defer-all":
             return DEFER
-        if fake.shape in ("relay", "mirror"):
+        if fake.shape == "refuse-charset" and b"iso-8859-1" in raw.lower():
+            return REFUSE_CHARSET
+        if fake.shape in ("relay", "mirror", "refuse-charset"):
             fake.forward(envelope.mail_from, list(envelope.rcpt_tos), raw)
         if fake.shape in ("mirror", "echo"):
             user = getattr(session, "fake_user", None)
@@ -209,7 +214,7 @@ class _Incoming:
             return REFUSE
         if fake.shape == "defer-all":
             return DEFER
-        if fake.shape in ("relay", "mirror", "echo"):
+        if fake.shape in ("relay", "mirror", "echo", "refuse-charset"):
             for rcpt in envelope.rcpt_tos:
                 if rcpt.lower() in fake.boxes:
                     _store(fake.boxes[rcpt.lower()], raw)
