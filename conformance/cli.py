@@ -263,6 +263,12 @@ def requirement_coverage(report: dict | None = None) -> list[dict]:
     for sc in SCENARIOS.values():
         for rid in sc.requirements:
             in_scenarios.setdefault(rid, []).append(sc.id)
+    from .reference.faults import FAULTS
+
+    proving: dict[str, list[str]] = {}  # the reference faults that turn the requirement FAIL (bench/kill_matrix.py)
+    for fault in FAULTS:
+        for rid in fault.requirements:
+            proving.setdefault(rid, []).append(fault.name)
     last = {r["id"]: r for r in report["requirements"]} if report else {}
     rows = []
     for r in load_catalogue():
@@ -270,7 +276,7 @@ def requirement_coverage(report: dict | None = None) -> list[dict]:
             "id": r.id, "group": r.group, "level": r.level, "observed": list(r.observed),
             "audit_only": r.audit_only, "long_timer": r.long_timer, "rfc": list(r.rfc),
             "decisions": list(r.decisions), "statement": r.statement, "checks": cited.get(r.id, []),
-            "scenarios": in_scenarios.get(r.id, []),
+            "scenarios": in_scenarios.get(r.id, []), "faults": proving.get(r.id, []),
         }
         if report is not None:
             seen = last.get(r.id, {})
@@ -332,7 +338,9 @@ def list_(what, report_path, as_json):
         tags = "audit-only" if r["audit_only"] else ("long-timer" if r["long_timer"] else ",".join(r["observed"]))
         checks = ", ".join(r["checks"]) or "-"
         last = f"  last run: {r['last_run']}" if r.get("last_run") else ""
-        click.echo(f"{r['id']:<7} {r['level']:<9} {tags:<28} {r['statement']}\n{'':17}checks: {checks}{last}")
+        faults = ", ".join(r["faults"]) or "-"
+        click.echo(f"{r['id']:<7} {r['level']:<9} {tags:<28} {r['statement']}\n{'':17}checks: {checks}{last}"
+                   f"\n{'':17}proving faults: {faults}")
     cited = sum(1 for r in rows if r["checks"])
     click.echo(f"\n{cited} of {len(rows)} requirements cited by a validator check "
                "(the rest need a flow, a counterpart or an audit).")

@@ -26,3 +26,19 @@ def test_sampled_faults_are_proven(tmp_path):
     assert result["proven"] == result["passed"], result["unproven"]
     assert f"proven={len(result['proven'])}/{len(result['passed'])}" in proc.stdout
     assert proc.returncode == 0, proc.stdout[-2000:]
+
+
+def test_list_requirements_names_the_proving_faults():
+    from click.testing import CliRunner
+
+    from conformance.cli import main
+    from conformance.reference.faults import FAULTS
+
+    result = CliRunner().invoke(main, ["list", "--requirements", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["id"]: r for r in json.loads(result.output)["requirements"]}
+    for fault in FAULTS:
+        for rid in fault.requirements:
+            assert fault.name in rows[rid]["faults"], (fault.name, rid)
+    text = CliRunner().invoke(main, ["list", "--requirements"]).output
+    assert "proving faults: acc-no-accettazione" in text

@@ -69,7 +69,9 @@ class AccessPoint:
             return f"numero di destinatari superiore al limite di {max_recipients}"
         # the deviations: the size alone, or no size limit at all
         copies = 1 if p.faults.on("acc-size-per-message") else len(header_rcpts)
-        if len(s.raw) * copies > limits.max_total_size and not p.faults.on("acc-no-size-limit"):
+        max_total = min(limits.max_total_size, 20_000_000) if p.faults.on("acc-size-limit-20mb") else \
+            limits.max_total_size
+        if len(s.raw) * copies > max_total and not p.faults.on("acc-no-size-limit"):
             return f"dimensione per numero di destinatari superiore al limite di {limits.max_total_size} byte"
         return None
 
@@ -126,6 +128,8 @@ class AccessPoint:
         # Routing data unchanged (ENV-14): MAIL FROM the sender, RCPT TO every original recipient.
         mail_from = p.config.service_address if p.faults.on("env-mail-from-service") else s.mail_from
         rcpts = list(s.rcpts)
+        if p.faults.on("env-to-only"):  # the deviation: the envelope is routed to the To recipients alone
+            rcpts = [r for r in rcpts if r.lower() in {a.lower() for a in o.to}]
         if p.faults.on("env-pec-recipients-only"):
             rcpts = [r for r in rcpts if p.index.is_pec_domain(r.rpartition("@")[2])]
         if not p.faults.on("acc-no-envelope") and rcpts:

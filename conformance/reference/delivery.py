@@ -137,9 +137,8 @@ class DeliveryPoint:
             variant = TIPO_BREVE
         if requested_variant(msg) == TIPO_SINTETICA and p.faults.on("dlv-sintetica-ignored"):
             variant = TIPO_COMPLETA
-        if p.faults.on("dlv-unlisted-gets-sintetica") and recipient not in {
-                a.lower() for _, a in getaddresses(msg.header_all("to") + msg.header_all("cc"))}:
-            variant = TIPO_SINTETICA
+        if p.faults.on("dlv-cc-wins") and recipient in {a.lower() for _, a in getaddresses(msg.header_all("cc"))}:
+            variant = TIPO_SINTETICA  # the deviation: Cc looked at first, a recipient in To and Cc is a copy
         kind = {"completa": Kind.CONSEGNA_COMPLETA, "breve": Kind.CONSEGNA_BREVE,
                 "sintetica": Kind.CONSEGNA_SINTETICA}[variant]
         brief = _BRIEF_FAULTS.get(next((f.name for f in p.faults.active if f.name in _BRIEF_FAULTS), ""))

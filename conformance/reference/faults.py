@@ -12,7 +12,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 
 from ..pec import daticert as dc
@@ -307,6 +307,85 @@ def _utc(d: dc.DatiCert) -> dc.DatiCert:
     return replace(d, zona="+0000", giorno=utc.strftime("%d/%m/%Y"), ora=utc.strftime("%H:%M:%S"))
 
 
+def _slow_clock(seconds: int):
+    """daticert and Date of a message from a clock `seconds` behind (the two still agree with each other)."""
+    def data(d: dc.DatiCert) -> dc.DatiCert:
+        instant = d.instant
+        if instant is None:
+            return d
+        moved = dc.legal_time(instant - timedelta(seconds=seconds))
+        return replace(d, giorno=moved.strftime("%d/%m/%Y"), ora=moved.strftime("%H:%M:%S"),
+                       zona=moved.strftime("%z"))
+    return data
+
+
+def _relayed_outside(raw: bytes, g: Gestore) -> bytes:
+    hop = ("from smtp.pec.riferimento.test by mx.relay-esterno.example (Postfix) with ESMTPS; "
+           + (get_header(raw, "Date") or ""))
+    return edit_outer(raw, lambda fs: [f"Received: {hop}".encode() + CRLF, *fs])
+
+
+# Certificate faults: the provider signs with a certificate of the test CA that breaks one point of the
+# RFC 6109 section 5.5 profile (built at start-up from the CA key beside the CA certificate; as it is not
+# the certificate published in the providers index, the index checks also fail).
+CERTIFICATE_DEFECTS = {
+    "sig-cert-small-key": "small-key", "sig-cert-email-in-subject": "email-in-subject",
+    "sig-cert-ku-not-critical": "ku-not-critical", "sig-cert-no-aki": "no-aki", "sig-cert-no-ski": "no-ski",
+    "sig-cert-san-critical": "san-critical", "sig-cert-basic-constraints": "basic-constraints",
+    "sig-cert-critical-policy": "critical-policy",
+}
+
+
+def defective_certificate(defect: str, ca_certificate, ca_key, key, provider_name: str, service_address: str):
+    """(key, certificate) for `provider_name` with one profile defect."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from ..pec.pki import TEST_POLICY_OID, _end_entity_key_usage
+
+    if defect == "small-key":
+        key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    names = [x509.NameAttribute(NameOID.COUNTRY_NAME, "IT"), x509.NameAttribute(NameOID.ORGANIZATION_NAME, provider_name),
+             x509.NameAttribute(NameOID.COMMON_NAME, "Posta Certificata")]
+    if defect == "email-in-subject":
+        names.append(x509.NameAttribute(NameOID.EMAIL_ADDRESS, service_address))
+    now = datetime.now(UTC)
+    builder = (x509.CertificateBuilder().subject_name(x509.Name(names)).issuer_name(ca_certificate.subject)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - timedelta(hours=1)).not_valid_after(now + timedelta(days=365))
+               .add_extension(_end_entity_key_usage(), critical=defect != "ku-not-critical")
+               .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(service_address)]),
+                              critical=defect == "san-critical")
+               .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False))
+    if defect != "no-aki":
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+    if defect != "no-ski":
+        builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    if defect == "basic-constraints":
+        builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+    if defect == "critical-policy":
+        builder = builder.add_extension(
+            x509.CertificatePolicies([x509.PolicyInformation(TEST_POLICY_OID, None)]), critical=True)
+    return key, builder.sign(ca_key, hashes.SHA256())
+
+
+def _cms_without_certificates(raw: bytes, g: Gestore) -> bytes:
+    """The same signed message with the certificates left out of the CMS SignedData (SIG-02)."""
+    import base64
+
+    from asn1crypto import cms
+
+    node = walk_entity(raw)
+    part = node.children[1]
+    info = cms.ContentInfo.load(base64.b64decode(part.body))
+    info["content"]["certificates"] = None
+    body = base64.encodebytes(info.dump()).replace(b"\n", CRLF)
+    return raw[:part.body_start] + body + raw[part.end:]
+
+
 FAULTS: tuple[Fault, ...] = (
     # ---------------------------------------------------------------- access point
     Fault("acc-no-accettazione", "access", ("ACC-12",), "FAIL", "no acceptance receipt is sent to the sender"),
@@ -325,7 +404,7 @@ FAULTS: tuple[Fault, ...] = (
     Fault("acc-to-other", "access", ("GEN-01", "ACC-12"), "FAIL",
           "the acceptance receipt is addressed to someone other than the sender", (Kind.ACCETTAZIONE,),
           message=_reply_to_user),
-    Fault("acc-bcc-accepted", "access", ("ACC-08", "ACC-09"), "FAIL", "a message with Bcc addresses is accepted"),
+    Fault("acc-bcc-accepted", "access", ("ACC-08", "ACC-09", "GEN-03"), "FAIL", "a message with Bcc addresses is accepted"),
     Fault("acc-sender-mismatch-accepted", "access", ("ACC-19", "ACC-06"), "FAIL",
           "From differing from the authenticated user is accepted"),
     Fault("acc-hidden-recipient-accepted", "access", ("ACC-07", "ACC-09"), "FAIL",
@@ -366,12 +445,12 @@ FAULTS: tuple[Fault, ...] = (
           message=lambda raw, g: raw),  # applied by the provider with its rogue key
     # ---------------------------------------------------------------- incoming point
     Fault("inc-no-presa-in-carico", "incoming", ("RIC-09",), "FAIL", "no presa in carico for a correct envelope"),
-    Fault("inc-presa-to-user", "incoming", ("GEN-07",), "FAIL", "presa in carico also delivered to the recipient"),
+    Fault("inc-presa-to-user", "incoming", ("GEN-07", "GEN-08"), "FAIL", "presa in carico also delivered to the recipient"),
     Fault("inc-presa-subject-prefix", "incoming", ("FMT-18", "RIC-10"), "FAIL", "presa in carico subject misspelt",
           (Kind.PRESA_IN_CARICO,), message=_prefix("PRESA IN CARICO: ", "PRESA-IN-CARICO: ")),
     Fault("inc-presa-no-ricezione", "incoming", ("FMT-16",), "FAIL", "presa in carico without ricezione",
           (Kind.PRESA_IN_CARICO,), daticert=lambda d: replace(d, ricezione=[])),
-    Fault("inc-unverified-as-pec", "incoming", ("RIC-04", "RIC-14"), "FAIL",
+    Fault("inc-unverified-as-pec", "incoming", ("RIC-04", "RIC-14", "RIC-03"), "FAIL",
           "an unsigned or forged envelope is delivered as PEC and acknowledged"),
     Fault("inc-anomaly-with-daticert", "incoming", ("ANO-10",), "FAIL", "anomaly envelopes carry a daticert",
           (Kind.BUSTA_ANOMALIA,), message=_anomaly_with_daticert),
@@ -394,7 +473,7 @@ FAULTS: tuple[Fault, ...] = (
           "delivery receipt subject misspelt",
           (Kind.CONSEGNA_COMPLETA, Kind.CONSEGNA_BREVE, Kind.CONSEGNA_SINTETICA),
           message=_prefix("CONSEGNA: ", "AVVENUTA CONSEGNA: ")),
-    Fault("dlv-cc-gets-completa", "delivery", ("CON-09",), "FAIL", "a Cc recipient is given a complete receipt"),
+    Fault("dlv-cc-gets-completa", "delivery", ("CON-09", "MUL-05"), "FAIL", "a Cc recipient is given a complete receipt"),
     Fault("dlv-wrong-brief-hash", "delivery", ("CON-13",), "FAIL", "brief receipts carry a wrong hash",
           (Kind.CONSEGNA_BREVE,), message=_wrong_hash),
     Fault("dlv-completa-no-original", "delivery", ("CON-08",), "FAIL", "complete receipt without the original",
@@ -580,8 +659,8 @@ FAULTS: tuple[Fault, ...] = (
           "the submission service takes AUTH and mail before STARTTLS"),
     Fault("acc-no-auth-required", "access", ("ACC-01",), "FAIL",
           "the access point takes submissions without authentication"),
-    Fault("acc-two-from-accepted", "access", ("ACC-04",), "FAIL", "a submission with two From addresses is accepted"),
-    Fault("acc-cc-only-accepted", "access", ("ACC-05",), "FAIL", "a submission without To (only Cc) is accepted"),
+    Fault("acc-two-from-accepted", "access", ("ACC-04", "ACC-03"), "FAIL", "a submission with two From addresses is accepted"),
+    Fault("acc-cc-only-accepted", "access", ("ACC-05", "ACC-03"), "FAIL", "a submission without To (only Cc) is accepted"),
     Fault("acc-max-49-recipients", "access", ("LIM-01",), "FAIL", "a message to 50 recipients is refused"),
     Fault("acc-size-per-message", "access", ("MUL-07",), "FAIL",
           "the size limit is applied to the message alone, not multiplied by its recipients"),
@@ -600,12 +679,12 @@ FAULTS: tuple[Fault, ...] = (
           "the envelope travels with the service address as MAIL FROM instead of the sender"),
     Fault("env-pec-recipients-only", "access", ("ENV-15",), "FAIL",
           "the envelope is not sent to non-PEC recipients"),
-    Fault("trn-plain-to-peer", "access", ("SEC-03",), "FAIL",
+    Fault("trn-plain-to-peer", "access", ("SEC-03", "SEC-01"), "FAIL",
           "envelopes go to other providers in clear although they offer STARTTLS"),
     Fault("idx-never-refreshed", "incoming", ("IDX-07",), "FAIL",
           "the local copy of the providers index is never refreshed"),
     # ---------------------------------------------------------------- flows: incoming point
-    Fault("inc-no-starttls", "incoming", ("SEC-04",), "FAIL", "the incoming point offers no STARTTLS"),
+    Fault("inc-no-starttls", "incoming", ("SEC-04", "SEC-01"), "FAIL", "the incoming point offers no STARTTLS"),
     Fault("inc-no-crl-check", "incoming", ("RIC-06", "SIG-14"), "FAIL",
           "the incoming point never looks the signer up in the CRL: a revoked certificate passes"),
     Fault("inc-first-certificate-only", "incoming", ("IDX-12",), "FAIL",
@@ -622,7 +701,7 @@ FAULTS: tuple[Fault, ...] = (
           "ordinary mail is not checked for viruses"),
     Fault("inc-infected-notice-forwarded", "incoming", ("VIR-15",), "FAIL",
           "an infected notice (not an envelope) is delivered to the recipient"),
-    Fault("inc-receipt-for-notice", "incoming", ("RIC-13",), "FAIL",
+    Fault("inc-receipt-for-notice", "incoming", ("RIC-13", "CON-01"), "FAIL",
           "a delivery receipt is sent back for a notice delivered to a user"),
     Fault("inc-presa-per-recipient", "incoming", ("MUL-03",), "FAIL",
           "one presa in carico per recipient instead of one per SMTP transaction"),
@@ -636,10 +715,12 @@ FAULTS: tuple[Fault, ...] = (
     Fault("dlv-cc-gets-breve", "delivery", ("CON-11",), "FAIL", "with breve requested, Cc recipients get a brief receipt"),
     Fault("dlv-sintetica-ignored", "delivery", ("CON-17",), "FAIL",
           "with sintetica requested, every recipient gets a complete receipt"),
-    Fault("dlv-unlisted-gets-sintetica", "delivery", ("CON-10",), "FAIL",
-          "a recipient To and Cc do not name gets a concise receipt"),
-    Fault("dlv-breve-keeps-attachments", "delivery", ("CON-12",), "FAIL",
+    Fault("dlv-cc-wins", "delivery", ("CON-10",), "FAIL",
+          "a recipient named in both To and Cc gets a concise receipt"),
+    Fault("dlv-breve-keeps-attachments", "delivery", ("CON-12", "CON-13"), "FAIL",
           "brief receipts keep named parts instead of their hashes"),
+    Fault("dlv-breve-no-original", "delivery", ("CON-12",), "FAIL", "brief receipts without the hashed original",
+          (Kind.CONSEGNA_BREVE,), message=_no_original),
     Fault("dlv-breve-keeps-attached-message", "delivery", ("CON-14",), "FAIL",
           "brief receipts keep an attached message instead of its hash"),
     Fault("dlv-breve-hashes-signature", "delivery", ("CON-15",), "FAIL",
@@ -661,9 +742,9 @@ FAULTS: tuple[Fault, ...] = (
           "a consegna between 12 h and 22 h does not stop the 24 h notice"),
     Fault("trk-timers-per-transaction", "tracking", ("MUL-10",), "FAIL",
           "one recipient's presa in carico or consegna stops the timers of every recipient"),
-    Fault("trk-virus-notice-errore-altro", "tracking", ("NOT-05",), "WARN",
-          "virus non-delivery daticert says errore=altro", (Kind.MANCATA_CONSEGNA_VIRUS,),
-          daticert=lambda d: replace(d, errore="altro")),
+    Fault("trk-virus-notice-no-code", "tracking", ("NOT-05",), "WARN",
+          "virus non-delivery errore-esteso without the x.y.z code", (Kind.MANCATA_CONSEGNA_VIRUS,),
+          daticert=lambda d: replace(d, errore_esteso="virus rilevato nel messaggio")),
     # ---------------------------------------------------------------- the target's published index
     # Flow faults: the built-in target publishes its signed LDIF altered this way (reference.deploy.publish_index).
     Fault("idx-dn-outside-postacert", "index", ("IDX-01",), "FAIL",
@@ -684,6 +765,55 @@ FAULTS: tuple[Fault, ...] = (
     Fault("idx-renewal-gap", "index", ("SIG-16",), "FAIL",
           "the renewed certificate listed in the record starts only after the current one ends",
           scenarios=("index.published",)),
+    # ---------------------------------------------------------------- a whole transaction
+    Fault("env-to-only", "access", ("MUL-02",), "FAIL", "the envelope goes to the To recipients only, not to Cc"),
+    Fault("dlv-first-recipient-receipt-only", "delivery", ("MUL-04",), "FAIL",
+          "one delivery receipt per envelope, for its first recipient only"),
+    Fault("acc-size-limit-20mb", "access", ("LIM-02",), "FAIL",
+          "size x recipients limited to 20 MB, below the decree's 30 MB floor"),
+    Fault("acc-no-further-bound", "access", ("SIZ-03",), "FAIL",
+          "no SMTP size bound: a message beyond the further bound gets a non-accettazione"),
+    Fault("acc-own-identificativo", "access", ("FMT-12",), "FAIL",
+          "the acceptance daticert identificativo is the receipt's own id, not the envelope's",
+          (Kind.ACCETTAZIONE,), daticert=lambda d: replace(d, identificativo=d.identificativo.replace("opec.", "ric.", 1))),
+    Fault("acc-clock-3s-slow", "access", ("TIM-06",), "FAIL",
+          "acceptance and envelope times from a clock 3 s slow", (Kind.ACCETTAZIONE, Kind.BUSTA_TRASPORTO),
+          daticert=_slow_clock(3), message=_shift_date(-3)),
+    Fault("acc-clock-10min-slow", "access", ("TIM-01",), "FAIL",
+          "acceptance and envelope times from a clock 10 minutes slow", (Kind.ACCETTAZIONE, Kind.BUSTA_TRASPORTO),
+          daticert=_slow_clock(600), message=_shift_date(-600)),
+    Fault("env-relayed-outside", "access", ("SEC-05",), "FAIL",
+          "envelopes leave through a relay outside the provider (its Received field in the trace)",
+          (Kind.BUSTA_TRASPORTO,), message=_relayed_outside),
+    Fault("inc-notice-rewrapped", "incoming", ("SEC-08", "RIC-01"), "FAIL",
+          "notices are stored with their base64 re-cut to 64-character lines"),
+    Fault("trk-recipient-from-text", "tracking", ("GEN-11",), "FAIL",
+          "the recipient of a delivery receipt is read from its text, not its daticert"),
+    Fault("inc-ordinary-refused", "incoming", ("ANO-15",), "FAIL",
+          "ordinary mail is refused although the provider declares it forwards it"),
+    Fault("inc-ordinary-virus-notice", "incoming", ("VIR-14",), "FAIL",
+          "infected ordinary mail is answered with a PEC virus non-delivery notice"),
+    Fault("inc-ordinary-unknown-dropped", "incoming", ("RIC-02",), "WARN",
+          "ordinary mail to an unknown mailbox is taken with 250 and thrown away"),
+    # ---------------------------------------------------------------- signature and certificate
+    Fault("sig-cms-no-certificate", "access", ("SIG-02",), "FAIL",
+          "acceptance receipts signed without the signer certificate in the CMS", (Kind.ACCETTAZIONE,),
+          message=_cms_without_certificates),
+    Fault("acc-from-unmanaged-domain", "access", ("SIG-15",), "WARN",
+          "acceptance receipts From a domain the provider's index record does not manage", (Kind.ACCETTAZIONE,),
+          message=lambda raw, g: set_header(raw, "From", "posta-certificata@riferimento.test")),
+    Fault("sig-cert-small-key", "access", ("SIG-04",), "FAIL", "the signing certificate has a 1024-bit RSA key"),
+    Fault("sig-cert-email-in-subject", "access", ("SIG-06",), "WARN",
+          "the signing certificate also puts the e-mail address in the subject DN"),
+    Fault("sig-cert-ku-not-critical", "access", ("SIG-07",), "FAIL", "the signing certificate's keyUsage is not critical"),
+    Fault("sig-cert-no-aki", "access", ("SIG-08",), "FAIL",
+          "the signing certificate has no authorityKeyIdentifier"),
+    Fault("sig-cert-no-ski", "access", ("SIG-09",), "FAIL", "the signing certificate has no subjectKeyIdentifier"),
+    Fault("sig-cert-san-critical", "access", ("SIG-10",), "FAIL", "the signing certificate's subjectAltName is critical"),
+    Fault("sig-cert-basic-constraints", "access", ("SIG-11",), "FAIL",
+          "the signing certificate carries basicConstraints"),
+    Fault("sig-cert-critical-policy", "access", ("SIG-12",), "FAIL",
+          "the signing certificate marks certificatePolicies critical"),
 )
 
 CATALOGUE: dict[str, Fault] = {f.name: f for f in FAULTS}
@@ -703,6 +833,10 @@ class FaultSet:
         self.active = tuple(CATALOGUE[n] for n in names)
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
+
+    def certificate_defect(self) -> str | None:
+        """The profile defect of the signing certificate a switched-on fault asks for, if any."""
+        return next((CERTIFICATE_DEFECTS[f.name] for f in self.active if f.name in CERTIFICATE_DEFECTS), None)
 
     def on(self, name: str) -> bool:
         if name not in CATALOGUE:

@@ -9,13 +9,14 @@ only presa in carico and rilevazione virus, never a user).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ..checks.findings import ValidationContext, Verdict
 from ..checks.validator import validate_parsed
 from ..pec import build as b
-from ..pec.constants import Kind
+from ..pec.constants import CODE_VIRUS, Kind
 from ..pec.index import certificate_hash
 from ..pec.parse import ParsedMessage, parse_message
 from ..pec.verify import verify_origin
@@ -140,9 +141,10 @@ class IncomingPoint:
             if p.faults.on("trk-late-consegna-dropped") and msg.daticert and msg.kind in _CONSEGNE and \
                     p.store.tracking_rows("t.identificativo = ? AND t.timeout = 'sent'", (msg.daticert.identificativo,)):
                 return out  # the fault: tracking ended with the 24 h notice, the late consegna is thrown away
+            stored = _rewrapped(raw) if p.faults.on("inc-notice-rewrapped") else raw
             for user in users:
-                if p.delivery.deliver_unchanged(user, raw):
-                    out.delivered.append((user, raw))
+                if p.delivery.deliver_unchanged(user, stored):
+                    out.delivered.append((user, stored))
             out.events.append(("notice-delivered", msg.kind, users))
             if p.faults.on("inc-receipt-for-notice") and msg.daticert is not None:
                 t = b.Transaction.from_daticert(msg.daticert)
@@ -151,7 +153,12 @@ class IncomingPoint:
                     out.outgoing.append(Outgoing(p.config.service_address, [mail_from or t.mittente], notice,
                                                  Kind.CONSEGNA_SINTETICA))
             if msg.kind in (Kind.CONSEGNA_COMPLETA, Kind.CONSEGNA_BREVE, Kind.CONSEGNA_SINTETICA) and msg.daticert:
-                out.tracking.append((msg.daticert.identificativo, [msg.daticert.consegna or ""], "consegna_at"))
+                who = msg.daticert.consegna or ""
+                if p.faults.on("trk-recipient-from-text"):  # the deviation: the recipient read from the text
+                    named = [a for a in re.findall(r"[\w.+-]+@[\w.-]+\w", msg.text_plain or "")
+                             if a.lower() != msg.daticert.mittente.lower()]
+                    who = named[-1] if named else who
+                out.tracking.append((msg.daticert.identificativo, [who], "consegna_at"))
             elif msg.kind in (Kind.MANCATA_CONSEGNA, Kind.MANCATA_CONSEGNA_VIRUS) and msg.daticert:
                 # A negative outcome is known: this provider stops R's timers (both readings pass, D25).
                 out.tracking.append((msg.daticert.identificativo, [msg.daticert.consegna or ""], "closed"))
@@ -186,16 +193,23 @@ class IncomingPoint:
 
     def _ordinary(self, msg, mail_from, users, raw, reason, infected, now, out: InboundResult) -> InboundResult:
         p = self.p
+        if infected and p.faults.on("inc-ordinary-virus-notice") and mail_from:
+            # the deviation: infected Internet mail answered with a PEC virus notice (VIR-14)
+            t = self._ordinary_transaction(msg, mail_from, now)
+            notice = b.build_mancata_consegna_virus(p.gestore, t, now, recipient=users[0], virus=infected,
+                                                    code=CODE_VIRUS)
+            out.outgoing.append(Outgoing(p.config.service_address, [mail_from], notice, Kind.MANCATA_CONSEGNA_VIRUS))
+            return out
         if infected:
             raise Refused(554, "5.7.1 virus detected in ordinary mail; message refused")
-        if p.config.ordinary_mail == "refuse":
+        if p.config.ordinary_mail == "refuse" or p.faults.on("inc-ordinary-refused"):
             raise Refused(550, "5.7.1 only certified mail is accepted here")
         if not any(p.config.users.get(u) for u in users):
+            if p.faults.on("inc-ordinary-unknown-dropped"):
+                return out  # the deviation: taken with 250 and thrown away, the sender never learns (RIC-02)
             if p.faults.on("inc-ordinary-gets-mancata") and mail_from:
                 # the deviation: a PEC non-delivery notice for ordinary mail (CON-21)
-                t = b.Transaction(mittente=mail_from, destinatari=[], risposte=mail_from,
-                                  oggetto=msg.subject or "", identificativo=p.gestore.new_msgid(now), msgid=None,
-                                  ricevuta=None)
+                t = self._ordinary_transaction(msg, mail_from, now)
                 notice = b.build_mancata_consegna(p.gestore, t, now, recipient=users[0], errore="no-dest",
                                                   errore_esteso=b.error_string("5.1.1", p.gestore, "casella inesistente"))
                 out.outgoing.append(Outgoing(p.config.service_address, [mail_from], notice, Kind.MANCATA_CONSEGNA))
@@ -208,6 +222,11 @@ class IncomingPoint:
                     out.delivered.append((user, raw))
             return out
         return self._anomaly(mail_from, users, raw, reason or "messaggio di posta ordinaria", now, out)
+
+    def _ordinary_transaction(self, msg: ParsedMessage, mail_from: str, now) -> b.Transaction:
+        """What a fault that wrongly answers ordinary mail with a PEC notice reports it as."""
+        return b.Transaction(mittente=mail_from, destinatari=[], risposte=mail_from, oggetto=msg.subject or "",
+                             identificativo=self.p.gestore.new_msgid(now), msgid=None, ricevuta=None)
 
     def _anomaly(self, mail_from, users, raw, reason, now, out: InboundResult) -> InboundResult:
         p = self.p
@@ -266,11 +285,22 @@ class IncomingPoint:
                 to = d.mittente if p.faults.on("inc-rilevazione-to-user") else receipt_box
                 out.outgoing.append(Outgoing(p.config.service_address, [to], notice, Kind.RILEVAZIONE_VIRUS))
             return out
-        for user in users:
+        for i, user in enumerate(users):
             outcome = p.delivery.deliver_envelope(msg, user, now)
             if outcome.delivered:
                 out.delivered.append((user, raw))
+            if i and p.faults.on("dlv-first-recipient-receipt-only"):
+                continue  # the deviation: one receipt per envelope, for its first recipient
             if outcome.notice is not None:
                 out.outgoing.append(Outgoing(p.config.service_address, [d.mittente], outcome.notice, outcome.kind))
         out.events.append(("envelope-received", Kind.BUSTA_TRASPORTO, users))
         return out
+
+
+def _rewrapped(raw: bytes) -> bytes:
+    """For inc-notice-rewrapped: base64 bodies re-cut to 64-character lines, as a relay that re-encodes does
+    (SEC-08); the signed bytes change with them."""
+    def cut(m: re.Match) -> bytes:
+        data = re.sub(rb"\s+", b"", m.group(0))
+        return b"\r\n".join(data[i:i + 64] for i in range(0, len(data), 64)) + b"\r\n"
+    return re.sub(rb"(?:[A-Za-z0-9+/=]{76}\r\n)+(?:[A-Za-z0-9+/=]{1,76}\r\n)?", cut, raw)

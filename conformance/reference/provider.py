@@ -58,6 +58,9 @@ class ReferenceProvider:
         self.faults = FaultSet(list(faults) if faults is not None else config.faults)
         key = serialization.load_pem_private_key(config.signing_key.read_bytes(), password=None)
         cert = _load_pem_certs(config.signing_certificate)[0]
+        defect = self.faults.certificate_defect()
+        if defect is not None:
+            key, cert = self._defective_signing(defect, key)
         self.ca_certificates = [c for path in config.ca for c in _load_pem_certs(path)]
         self.ca_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in self.ca_certificates).decode()
         if config.index is None:
@@ -87,6 +90,19 @@ class ReferenceProvider:
         self.errors: list[str] = []
         self.access_address: tuple[str, int] | None = None
         self.incoming_address: tuple[str, int] | None = None
+
+    def _defective_signing(self, defect: str, key):
+        """For a certificate fault: a certificate of the same test CA (its key beside its certificate) with
+        the defect."""
+        from .faults import defective_certificate
+
+        ca_path = self.config.ca[0]
+        ca_key_path = ca_path.with_name("ca.key.pem")
+        if not ca_key_path.exists():
+            raise ConfigError(f"certificate fault {defect}: no CA key at {ca_key_path} to issue the certificate")
+        ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
+        return defective_certificate(defect, _load_pem_certs(ca_path)[0], ca_key, key, self.config.name,
+                                     self.config.service_address)
 
     def reload_trust(self) -> None:
         """(Re)load the providers index (its signature checked) and the CRLs: the local copy of the directory,
@@ -239,7 +255,8 @@ class ReferenceProvider:
                             require_starttls=not (clear or f.on("acc-no-starttls")),
                             auth_required=not f.on("acc-no-auth-required"),
                             auth_require_tls=not (clear or f.on("acc-no-starttls")), authenticator=self._authenticator,
-                            data_size_limit=self.config.limits.max_message_size, ident="PEC reference access point",
+                            data_size_limit=None if f.on("acc-no-further-bound") else self.config.limits.max_message_size,
+                            ident="PEC reference access point",
                             server_hostname=self.config.domains[0])
         access.start()
         self.access_address = (host, port)
