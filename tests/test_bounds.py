@@ -166,6 +166,51 @@ def test_the_counterpart_refuses_a_message_beyond_the_message_bound():
     assert recorder.received == []
 
 
+def test_the_counterpart_takes_a_few_messages_at_a_time():
+    """A target opening many connections at once: only PARALLEL_DATA of them get their 354 (and so may
+    hold a message in the suite's memory); the others wait, and go on as soon as one ends."""
+    import socket
+
+    from conformance.counterpart.smtp import PARALLEL_DATA, Recorder
+
+    recorder = Recorder(domains=("pec.controparte.test",), tls_context=None, evidence=None, host="127.0.0.1", port=0,
+                        ident="counterpart", point="incoming")
+    recorder.start_server()
+    def reply(s: socket.socket, wait: float = 5.0) -> bytes:
+        """One reply line, read straight from the socket (b"" when none comes within `wait`)."""
+        s.settimeout(wait)
+        data = b""
+        try:
+            while not data.endswith(b"\r\n"):
+                chunk = s.recv(512)
+                if not chunk:
+                    break
+                data += chunk
+        except TimeoutError:
+            pass
+        return data
+
+    sessions: list[socket.socket] = []
+    try:
+        for _ in range(PARALLEL_DATA + 3):
+            s = socket.create_connection(("127.0.0.1", recorder.port), timeout=5)
+            sessions.append(s)
+            assert reply(s).startswith(b"220")
+            for command in (b"HELO evil.test", b"MAIL FROM:<a@evil.test>", b"RCPT TO:<b@pec.controparte.test>"):
+                s.sendall(command + b"\r\n")
+                assert reply(s).startswith(b"250")
+            s.sendall(b"DATA\r\n")
+        first = [reply(s, 0.5)[:3] for s in sessions]
+        assert first == [b"354"] * PARALLEL_DATA + [b""] * 3, first
+        sessions[0].sendall(b"Subject: x\r\n\r\nciao\r\n.\r\n")
+        assert reply(sessions[0]).startswith(b"250")
+        assert reply(sessions[PARALLEL_DATA]).startswith(b"354")  # a slot freed: the next one goes on
+    finally:
+        for s in sessions:
+            s.close()
+        recorder.stop_server()
+
+
 # ------------------------------------------------------------------ the four hostile targets, end to end
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 
 from ..net.smtp import BoundedSMTP
 from ..pec.constants import MAX_MESSAGE_BYTES
@@ -26,6 +27,9 @@ Evidence = Callable[[str, bytes, dict], None]
 # What the target may send the counterpart or the ordinary domain: the validator's message bound (larger is
 # refused with 552 and discarded as it arrives, so a hostile target cannot fill memory through them).
 DATA_SIZE_LIMIT = MAX_MESSAGE_BYTES
+# Messages taken in at once by one server; a further sender waits for its 354, so a target opening many
+# connections cannot multiply the memory a message may take.
+PARALLEL_DATA = 4
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -198,7 +202,7 @@ class Recorder:
         if self._controller is not None:
             return
         self.port = self.port or free_port(self.host)
-        self._controller = Controller(_Handler(self), hostname=self.host, port=self.port,
+        self._controller = _Controller(_Handler(self), hostname=self.host, port=self.port,
                                       tls_context=self.tls_context, require_starttls=False,
                                       data_size_limit=DATA_SIZE_LIMIT, ident=self.ident,
                                       server_hostname=self.domains[0] if self.domains else None)
@@ -269,6 +273,29 @@ class Recorder:
                 if remaining <= 0:
                     return None
                 self._cond.wait(min(remaining, 0.25))
+
+
+class _SlottedSMTP(SMTP):
+    """aiosmtpd's server session, with DATA taken only while one of the server's slots is free."""
+
+    slots: asyncio.Semaphore
+
+    async def smtp_DATA(self, arg: str) -> None:
+        async with self.slots:
+            await super().smtp_DATA(arg)
+
+
+class _Controller(Controller):
+    """A Controller whose sessions share PARALLEL_DATA slots for DATA."""
+
+    _slots: asyncio.Semaphore | None = None
+
+    def factory(self) -> SMTP:
+        if self._slots is None:  # made in the server's loop, the first time a peer connects
+            self._slots = asyncio.Semaphore(PARALLEL_DATA)
+        session = _SlottedSMTP(self.handler, **self.SMTP_kwargs)
+        session.slots = self._slots
+        return session
 
 
 class _Handler:
