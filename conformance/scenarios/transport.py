@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import smtplib
 
-from ..engine.core import HarnessError, ScenarioContext, scenario
+from ..engine.core import HarnessError, ScenarioContext, named_causes, scenario
 from ..net.smtp import BoundedSMTP, BoundedSMTP_SSL
 from ..pec.build import rewrite_original
 from ..pec.constants import H_RIFERIMENTO, Kind
@@ -111,9 +111,13 @@ def starttls_access(ctx: ScenarioContext) -> None:
                     expected="530/538 encryption required", actual=f"{auth_code} {auth_text}")
     else:
         ctx.blocked("SEC-02", f"AUTH before TLS answered {auth_code} {auth_text[:80]}: a refusal for another cause")
-    if mail_code >= 500:
+    if mail_code >= 500 and "tls" in named_causes(mail_text):
         ctx.verdict(("SEC-02", "SEC-07"), True, "no mail transaction over a plain channel", decision="D30",
-                    expected="5xx", actual=f"{mail_code} {mail_text}")
+                    expected="5xx naming the encryption", actual=f"{mail_code} {mail_text}")
+    elif mail_code >= 500:
+        # e.g. "530 authentication required": refused for the missing login, which is not tried in clear here
+        ctx.blocked(("SEC-02", "SEC-07"), f"MAIL FROM in clear answered {mail_code} {mail_text[:80]}: a refusal that "
+                                          "does not name the unencrypted channel")
     elif mail_code < 400:
         ctx.verdict(("SEC-02", "SEC-07"), False, "no mail transaction over a plain channel", decision="D30",
                     expected="5xx", actual=f"{mail_code} {mail_text}")
