@@ -32,13 +32,6 @@ EARNED = {
 # What some fakes really do besides.
 EARNED_BY_SHAPE = {shape: {"CON-04": "it stores what its incoming point receives unchanged, as CON-04 asks"}
                    for shape in ("relay", "mirror", "echo", "refuse-charset")}
-# PASSes the suite still gives for work not done (defects of the suite, each to be removed when fixed;
-# nothing may be added here).
-STILL_UNEARNED: dict[str, str] = {
-    "CON-21": "inbound.ordinary-unknown-mailbox: 'no PEC non-delivery notice' PASSes on absence",
-    "MUL-10": "timeouts.*: 'every timeout notice names its recipient' PASSes with no notice at all",
-    "TMO-09": "timeouts.*: 'timeout notices go to the sender only' PASSes with no notice at all",
-}
 # Shapes run without preflight too: every scenario then meets the refusal itself (each one's own control).
 NO_PREFLIGHT = ("refuse-all", "defer-all", "refuse-charset")
 # refuse-charset with preflight is refuse-all with another reply: only the run without preflight is kept.
@@ -102,9 +95,8 @@ def test_a_target_doing_nothing_of_pec_earns_no_pass(tmp_path, pki, shape, prefl
             {"elapsed_s": round(elapsed, 1), "unearned": unearned,
              "scenarios": {v: sum(1 for s in report["scenarios"] if s["verdict"] == v)
                            for v in {s["verdict"] for s in report["scenarios"]}}}, indent=1))
-    new = {rid: where for rid, where in unearned.items() if rid not in STILL_UNEARNED}
-    assert not new, f"{shape}: PASS for work the fake never did ({len(new)}):\n" + "\n".join(
-        f"  {rid}: {where[0]}" for rid, where in sorted(new.items()))
+    assert not unearned, f"{shape}: PASS for work the fake never did ({len(unearned)}):\n" + "\n".join(
+        f"  {rid}: {where[0]}" for rid, where in sorted(unearned.items()))
     assert elapsed < 60, f"{shape}: {elapsed:.0f} s"
 
 
