@@ -118,6 +118,18 @@ def test_a_retr_that_never_ends_stops_at_the_message_bound(harness):
     assert time.monotonic() - start < 25
 
 
+@pytest.mark.parametrize("protocol", ["imaps", "pop3s"])
+def test_a_mailbox_answering_one_byte_at_a_time_is_cut(harness, protocol):
+    """Every byte inside the 0.5 s read timeout, each answer longer than the 2 s exchange deadline
+    (the IMAP greeting; the POP3 login reply, which echoes a long text)."""
+    server, reader = (imap_server, ImapReader) if protocol == "imaps" else (pop3_server, Pop3Reader)
+    port = harness.serve(server("echo", []), tls=True, dribble=0.05)
+    start = time.monotonic()
+    with pytest.raises(MailboxError, match="one exchange took longer than its 2 s deadline"):
+        reader("127.0.0.1", port, USERS[0], PASSWORD, tls="implicit", ssl_context=_client_tls(harness), timeout=0.5)
+    assert time.monotonic() - start < 6
+
+
 def test_a_tls_handshake_answered_one_byte_at_a_time_is_cut(harness):
     """Before TLS is up too: a server that announces a 16 KiB handshake record and sends it one byte at a
     time (implicit TLS, as imaps). The ssl module bounds a whole handshake by the socket timeout; the

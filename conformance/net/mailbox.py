@@ -255,8 +255,7 @@ class _BoundedImap:
         except OSError:
             self.guard.check()
             raise
-        if not line:
-            self.guard.check()
+        self.guard.check()  # a line cut short by the deadline is not the server's line
         self.guard.charge(len(line))
         return line
 
@@ -270,8 +269,7 @@ class _BoundedImap:
         except OSError:
             self.guard.check()
             raise
-        if len(data) < size:
-            self.guard.check()
+        self.guard.check()
         return data
 
     def shutdown(self) -> None:
@@ -318,6 +316,7 @@ class _BoundedPop3:
         except (OSError, poplib.error_proto):
             self.guard.check()
             raise
+        self.guard.check()  # a line cut short by the deadline is not the server's line
         self.guard.charge(octets)
         return line, octets
 
@@ -526,9 +525,9 @@ def _pop3_retr_raw(conn: poplib.POP3, number: int) -> bytes:
             if guard is not None:
                 guard.check()
             raise
+        if guard is not None:
+            guard.check()
         if not line or not line.endswith(b"\n"):
-            if guard is not None:
-                guard.check()
             raise poplib.error_proto("connection closed in the middle of RETR")
         if len(line) > _POP3_MAX_LINE:
             raise poplib.error_proto("line too long in RETR")

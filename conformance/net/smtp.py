@@ -73,9 +73,9 @@ class _Bounded:
                     raise self._cut(self.guard.describe()) from None
                 self.close()
                 raise smtplib.SMTPServerDisconnected(f"connection lost while reading a reply: {exc}") from None
+            if self.guard.expired:  # whatever came after the cut (nothing, half a line) is not a reply
+                raise self._cut(self.guard.describe())
             if not line:
-                if self.guard.expired:
-                    raise self._cut(self.guard.describe())
                 self.close()
                 raise smtplib.SMTPServerDisconnected("connection closed while reading a reply")
             if len(line) > SMTP_LINE_BYTES:
