@@ -92,6 +92,9 @@ def _outcome(ctx: ScenarioContext, code: int, sent: bytes, *, senders: set[str],
     policy = ctx.world.profile.capability("ordinary_mail")
     if 200 <= code < 300:
         anomaly = expect_anomaly(ctx, sent, senders=senders, reqs=reqs, sent_at=sent_at)
+        if anomaly is not None and policy != "refuse":
+            ctx.verdict("ANO-15", True, "forwarded in an anomaly envelope, as declared", decision="D15",
+                        actual=f"SMTP {code}; ordinary_mail = {policy}")
         if policy == "refuse":
             ctx.info(("ANO-15", *reqs), "declared to refuse ordinary mail, but forwarded it in an anomaly envelope",
                      decision="D15")
