@@ -92,7 +92,7 @@ def test_a_target_doing_nothing_of_pec_earns_no_pass(tmp_path, pki, shape, prefl
         dump = Path(os.environ["PEC_DEGENERATE_DUMP"])
         dump.mkdir(parents=True, exist_ok=True)
         (dump / f"{shape}{'' if preflight else '-no-preflight'}.json").write_text(json.dumps(
-            {"elapsed_s": round(elapsed, 1), "unearned": unearned,
+            {"elapsed_s": round(elapsed, 1), "unearned": unearned, "pass": sorted(passes(report)),
              "scenarios": {v: sum(1 for s in report["scenarios"] if s["verdict"] == v)
                            for v in {s["verdict"] for s in report["scenarios"]}}}, indent=1))
     assert not unearned, f"{shape}: PASS for work the fake never did ({len(unearned)}):\n" + "\n".join(
