@@ -584,6 +584,9 @@ def preflight(target, counterpart_pki, timeout_multiplier):
             result = run_preflight(world)
     except ProfileError as exc:
         _fail_usage(str(exc))
+    except KeyboardInterrupt:
+        click.echo("preflight interrupted", err=True)
+        sys.exit(EXIT_HARNESS)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     for line in result.lines:
