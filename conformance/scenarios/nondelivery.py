@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 from ..counterpart import forge
-from ..engine.core import ScenarioContext, scenario
+from ..engine.core import Blocked, ScenarioContext, scenario
 from ..pec.constants import ERRORE_ALTRO, ERRORE_NO_DEST, Kind
 from ..pec.parse import parse_message
 
@@ -38,9 +38,8 @@ def counterpart_rejects(ctx: ScenarioContext) -> None:
     cp = ctx.world.counterpart
     cp.set_behaviour("reject-recipient", recipients=rcpts)
     out = ctx.submit(ctx.original(rcpts, tipo="sintetica"), rcpts)
-    ctx.verdict("ACC-17", out.accepted, "submission accepted", actual=f"{out.code} {out.text}")
-    if not out.accepted:
-        return
+    if not out.accepted:  # a correct submission refused is ACC-17's failure, judged in acceptance.single
+        raise Blocked(None, f"the submission was not accepted ({out})")
     envelopes = ctx.wait_counterpart(Kind.BUSTA_TRASPORTO, within=10)
     ctx.verdict("MUL-02", len(envelopes) == 1, "the envelope reaches the counterpart", expected="1",
                 actual=str(len(envelopes)))

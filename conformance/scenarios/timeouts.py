@@ -59,9 +59,8 @@ def _dispatch(ctx: ScenarioContext, rcpts: list[str], pec: list[str]) -> _Run | 
     wall, t0 = time.time(), time.monotonic()
     out = ctx.submit(raw, rcpts)
     t1 = time.monotonic()
-    ctx.verdict("ACC-17", out.accepted, "submission accepted", actual=f"{out.code} {out.text}")
-    if not out.accepted:
-        return None
+    if not out.accepted:  # a correct submission refused is ACC-17's failure, judged in acceptance.single
+        raise Blocked(None, f"the submission was not accepted ({out})")
     acc = ctx.wait_mailbox(0, Kind.ACCETTAZIONE, within=10)
     early = t0
     if acc:
