@@ -568,6 +568,16 @@ def test_diff_ignores_volatile_values_inside_messages():
     assert [i["kind"] for i in diff_reports(old, new)["changed"]] == ["finding"]
 
 
+def test_diff_a_note_that_comes_or_goes_is_not_a_change():
+    old = sample_report()
+    new = copy.deepcopy(old)
+    notes = scenario(new, "delivery.completa")["findings"]
+    notes.append({**notes[4], "check": "scenario.relayed", "message": "a receipt made by the counterpart"})
+    assert is_empty(diff_reports(old, new)) and is_empty(diff_reports(new, old))
+    notes[0] = {**notes[0], "verdict": "INFO"}  # a PASS that became a note is still reported
+    assert [i["id"] for i in diff_reports(old, new)["changed"]] == ["delivery.completa/acceptance.headers [ACC-12]"]
+
+
 def test_format_diff_lists_regressions_then_fixes_then_a_capped_list_of_other_changes():
     old = sample_report()
     new = copy.deepcopy(old)

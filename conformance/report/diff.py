@@ -25,6 +25,10 @@ When a verdict changes:
 - **changed**: any other change (FAIL <-> ERROR <-> XPASS, PASS <-> INFO, to or from SKIP/REVIEW,
   or a finding whose message changed under the same verdict).
 - **new** / **removed**: present in one report only (``old`` or ``new`` is None).
+
+Findings that are notes only (INFO on both sides, or INFO on one side and absent on the other) are
+not compared: they judge nothing, and some depend on the timing of a run (a receipt that arrived
+before the scenario ended or just after).
 """
 
 from __future__ import annotations
@@ -121,6 +125,8 @@ def _compare_findings(old: Mapping[str, Any], new: Mapping[str, Any], out: dict[
     old_groups, new_groups = _finding_groups(old, both), _finding_groups(new, both)
     for key in old_groups.keys() | new_groups.keys():
         before, after = old_groups.get(key), new_groups.get(key)
+        if all(v == "INFO" for group in (before, after) if group for v, _ in group):
+            continue  # notes judge nothing: one that comes or goes with the timing of a run is not a change
         if after is None:
             out["removed"].append(_item("finding", key, worst(v for v, _ in before), None, _describe(before)))
         elif before is None:
