@@ -271,7 +271,7 @@ def revoked_during_run(ctx: ScenarioContext) -> None:
                             f"certified mail (SMTP {code})")
     revoke(cert)
     refresh = float(ctx.world.profile.capability("crl_refresh"))
-    ctx.pause(ctx.seconds(refresh) + 1.0)
+    ctx.pause(ctx.seconds(refresh) + max(2.0, ctx.seconds(refresh) / 10))  # a margin for the reload to run
     code = send("after-revocation", "Dopo la revoca")
     end = ctx.deadline(15)
     while not (arrived := [c for c in ctx.mailbox(0) if _not_control(c)]) and 200 <= code < 300 \
