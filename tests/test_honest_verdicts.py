@@ -176,3 +176,18 @@ def test_a_receipt_before_storing_fails_con02(tmp_path: Path) -> None:
     wanted = {"incoming.valid-envelope": "CON-02", "delivery.same-provider": "CON-02"}
     scenarios = _run(tmp_path / "unstored", sorted(wanted), ["dlv-consegna-not-stored"])
     _assert_caught(scenarios, wanted)
+
+
+def test_size_limit_messages_are_exactly_the_size_asked():
+    """acceptance.oversize judges real messages around the limits: 29.9 MB, and half the limit plus a byte."""
+    from types import SimpleNamespace
+
+    from conformance.engine.core import ScenarioContext
+    from conformance.scenarios.acceptance import FLOOR_TEST, sized
+
+    ctx = SimpleNamespace(_counter=0, token="t0000", user=lambda i: "utente@pec.esempio.test")
+    ctx.original = lambda *a, **kw: ScenarioContext.original(ctx, *a, **kw)
+    for n, size in enumerate((FLOOR_TEST, 15_000_001, 60_000), 1):
+        raw = sized(ctx, ["destinatario@pec.altro.test"], size, "prova")
+        assert len(raw) == size
+        assert parse_message(raw).header("message-id") == f"<t0000.{n}@suite.test>"  # one message, however sized
