@@ -107,8 +107,11 @@ def check_text_data(msg: ParsedMessage, ctx: ValidationContext):
         yield passed((*req, "TIM-04"), "the text states every data item of daticert (dd/mm/yyyy, hh:mm:ss, zone)",
                      decision="D19")
     if not _ITALIAN_WHEN.search(flat) or (kind is not Kind.BUSTA_ANOMALIA and not _ITALIAN_ID.search(flat)):
-        yield info(("TXT-01", "FMT-21"), "text wording differs from the Italian phrasing of deployed providers",
-                   decision="D19")
+        # The sentences are free (D19, FMT-21); giving the data items without their Italian labels is what
+        # TXT-01 (a SHOULD) asks against.
+        yield info("FMT-21", "text wording differs from the Italian phrasing of deployed providers", decision="D19")
+        yield warned("TXT-01", "the data items are not given in Italian ('Il giorno ... alle ore ...', "
+                               "'Identificativo messaggio:')", decision="D19")
     else:
         # FMT-21 is descriptive (INFO); TXT-01 asks for every data item in the Italian phrasing.
         yield info("FMT-21", "data items in the Italian phrasing ('Il giorno ... alle ore ...')", decision="D19")
