@@ -53,6 +53,8 @@ HEADER_REQ = {
 _ENVELOPES = (Kind.BUSTA_TRASPORTO, Kind.BUSTA_ANOMALIA)
 # No PEC message predates e-mail as deployed; an earlier Date is a broken one.
 EARLIEST_DATE = datetime(1990, 1, 1, tzinfo=UTC)
+_DAY_NAME = re.compile(r"\s*([A-Za-z]{3}),")
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # RFC 5322 day-name, by datetime.weekday()
 _DATE_YEAR = re.compile(r"\b\d{1,2}\s+[A-Za-z]{3}\s+(\d{2,4})\b")
 _MSGID = re.compile(r"^<[^<>\s@]+@[^<>\s@]+>$")
 
@@ -305,10 +307,10 @@ def check_date(msg: ParsedMessage, ctx: ValidationContext):
         yield failed("GEN-06", "Date is not a plausible event time", expected=f"between {EARLIEST_DATE.year} "
                      "and now", actual=value)
         return
-    day = re.match(r"\s*([A-Za-z]{3}),", value)
-    if day and day.group(1).title() != parsed.strftime("%a"):
+    day = _DAY_NAME.match(value)
+    if day and day.group(1).title() != _DAYS[parsed.weekday()]:
         yield failed("GEN-06", "Date day-of-week disagrees with the date (RFC 5322 section 3.3)",
-                     expected=parsed.strftime("%a"), actual=value)
+                     expected=_DAYS[parsed.weekday()], actual=value)
         return
     yield passed("GEN-06", f"Date {value}")
 

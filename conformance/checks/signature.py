@@ -150,10 +150,11 @@ def _record_for(msg: ParsedMessage, ctx: ValidationContext):
     cert = msg.signature.verification.signer_certificate if msg.signature else None
     if cert is None or ctx.index is None:
         return cert, []
-    key = ("records", id(ctx.index))
-    if key not in msg.memo:
-        msg.memo[key] = ctx.index.records_for_certificate(_der(cert))
-    return cert, msg.memo[key]
+    index = ctx.index
+    found = _per_certificate(cert, ("records", id(index)), lambda: (index, index.records_for_certificate(_der(cert))))
+    if found[0] is not index:  # another index object now holds that id: ask it
+        found = (index, index.records_for_certificate(_der(cert)))
+    return cert, found[1]
 
 
 def _der(cert) -> bytes:

@@ -217,8 +217,11 @@ def decode_text(value: str | None) -> str:
     """Decode RFC 2047 words of a header value; never raises."""
     if value is None:
         return ""
+    value = str(value)
+    if value.isascii() and "=?" not in value:
+        return value  # no encoded word and nothing undecodable: the stdlib would return it unchanged
     try:
-        return str(make_header(decode_header(str(value))))
+        return str(make_header(decode_header(value)))
     except Exception:  # malformed encoded words: keep the raw text
         return str(value)
 

@@ -147,7 +147,7 @@ class ParsedMessage:
         found = self._field_cache.get(key)
         if found is None:
             fetch = self.headers.policy.header_fetch_parse if self.headers is not None else None
-            found = [re.sub(r"\r?\n[ \t]", " ", str(fetch(n, v))).strip() for n, v in self._field_index.get(key, ())]
+            found = [_unfold(str(fetch(n, v))) for n, v in self._field_index.get(key, ())]
             self._field_cache[key] = found
         return found
 
@@ -194,6 +194,11 @@ class ParsedMessage:
         return any(p.fatal for p in self.problems)
 
 
+def _unfold(value: str) -> str:
+    return (_FOLD.sub(" ", value) if "\n" in value else value).strip()
+
+
+_FOLD = re.compile(r"\r?\n[ \t]")
 # A plain address list: comma-separated `addr` or `Name <addr>` items, nothing the full parser is needed for
 # (quotes, comments, groups, escapes, encoded words).
 _PLAIN_LIST = re.compile(r"[^\"()\\:;=?]*")
