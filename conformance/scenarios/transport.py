@@ -28,7 +28,9 @@ class _Probe:
         cls = BoundedSMTP_SSL if implicit else BoundedSMTP  # deadlines and reply caps: the target may be hostile
         kwargs = {"context": ctx.world.client_tls} if implicit else {}
         try:
-            self.smtp = cls(where[0], where[1], timeout=ctx.seconds(15), **kwargs)
+            # A socket deadline with a floor: a small --timeout-multiplier scales waits for receipts, not a
+            # TLS handshake on a loaded machine.
+            self.smtp = cls(where[0], where[1], timeout=max(5.0, ctx.seconds(15)), **kwargs)
         except (OSError, smtplib.SMTPException) as exc:
             self.close()
             raise HarnessError(f"{label}: cannot connect to {where[0]}:{where[1]}: {exc}") from None
