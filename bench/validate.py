@@ -1,6 +1,6 @@
 """Throughput of the full validator against a floor measured in the same run, on one core.
 
-    python bench/validate.py [--rounds N] [--cpu K] [--profile]
+    python bench/validate.py [--rounds N] [--cpu K] [--wall] [--profile]
 
 The messages are the 14 sample kinds (`conformance.pec.samples`), each validated once per round by
 `check(raw, ctx)` with a context holding the providers index, the test CA and its CRL. The floor is
@@ -9,7 +9,8 @@ with the stdlib (`email.message_from_bytes`, compat32), verify one RSA PKCS#1 v1
 signature over the signed attributes with cryptography, and parse the daticert with lxml, starting
 from the raw bytes (finding and decoding the signature and the daticert is part of the minimum). A
 second figure, "bare primitives", times the three operations alone on inputs extracted before the
-clock starts, as a lower bound. See bench/README.md.
+clock starts, as a lower bound. Loops are timed in CPU seconds of the process (other work on a busy
+machine does not count; --wall for the wall clock). See bench/README.md.
 """
 
 from __future__ import annotations
