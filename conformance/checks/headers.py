@@ -427,7 +427,7 @@ def check_sender(msg: ParsedMessage, ctx: ValidationContext):
         return
     sender = msg.header("sender")
     if sender is None:
-        yield passed("ENV-06", "no Sender field (optional), so none differs from From", decision="D13")
+        yield info("ENV-06", "not applicable: no Sender field (optional), nothing to compare with From", decision="D13")
         return
     if parseaddr(sender)[1].lower() != msg.address("from"):
         yield failed("ENV-06", "Sender differs from From", expected=msg.header("from"), actual=sender,
