@@ -18,7 +18,14 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from ..catalogue import DOCS_DECISIONS, DOCS_REQUIREMENTS, anchor, load_catalogue, load_decisions
+from ..catalogue import (
+    DOCS_DECISIONS,
+    DOCS_REQUIREMENTS,
+    LEVEL_MEANINGS,
+    anchor,
+    load_catalogue,
+    load_decisions,
+)
 from .diff import stable_text
 from .junit import to_junit
 from .markdown import RESULT, to_markdown
@@ -281,6 +288,7 @@ def html_context(report: Mapping[str, Any], docs: str | None = None) -> dict:
         "matrix": _matrix(report, [s["id"] for s in scenarios]),
         "decisions": _cited_decisions(report),
         "link": _Links(docs),
+        "levels": LEVEL_MEANINGS,
         "docs": docs,
     }
 
