@@ -143,7 +143,10 @@ def check_brief(msg, ctx: ValidationContext):
         maker = {"FAIL": failed, "WARN": warned, "INFO": info}[verdict]
         yield maker(req, message, decision="D29")
     if not any(v == "FAIL" for _, _, v in problems):
-        judged = ("CON-12", "CON-13", *sorted(kinds_hashed - {"CON-13"}))
+        # CON-13/CON-14 only where a hash was compared: none compared, nothing seen of how hashes are made.
+        judged = ("CON-12", *sorted(kinds_hashed))
+        if not kinds_hashed:
+            yield info("CON-13", "not applicable: the original has no named part, no hash to compare")
         if original.content_type == "multipart/signed":
             judged = (*judged, "CON-15")  # structure and signature part kept, attachments inside hashed
         yield passed(judged, f"brief copy keeps the structure; {matched} hash(es) verified", decision="D8")
