@@ -264,7 +264,7 @@ def check_risposte(msg: ParsedMessage, ctx: ValidationContext):
         yield failed("FMT-07", "risposte is not an address", actual=d.risposte, decision="D7")
 
 
-@check("daticert.ricevuta", ["FMT-14", "ENV-13", "CON-09"])
+@check("daticert.ricevuta", ["FMT-14", "ENV-13"])
 def check_ricevuta(msg: ParsedMessage, ctx: ValidationContext):
     """ricevuta/@tipo in envelopes and delivery receipts, consistent with the receipt variant."""
     if not _has(msg):
@@ -286,7 +286,8 @@ def check_ricevuta(msg: ParsedMessage, ctx: ValidationContext):
         yield failed("FMT-14", "delivery receipt lacks a valid ricevuta type", actual=d.ricevuta or "missing")
     elif variant == TIPO_SINTETICA:
         note = "" if d.ricevuta == TIPO_SINTETICA else f" (the type the sender asked for: {d.ricevuta})"
-        yield passed(("FMT-14", "CON-09"), f"concise receipt, ricevuta tipo={d.ricevuta}{note}", decision="D5")
+        # Whether the recipient was a Cc one (CON-09) is not in the message: the scenarios judge that.
+        yield passed("FMT-14", f"concise receipt, ricevuta tipo={d.ricevuta}{note}", decision="D5")
     elif d.ricevuta != variant:
         yield failed("FMT-14", "ricevuta type disagrees with the receipt's content", expected=variant,
                      actual=d.ricevuta, decision="D5")
