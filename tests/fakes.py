@@ -34,8 +34,6 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 # aiosmtpd itself sets the legacy attribute on every AUTH: not something a test can act on.
 warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
-# The fake whose incoming point demands AUTH does so in clear on purpose (a set-up defect preflight names).
-warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
 
 SHAPES = ("refuse-all", "accept-all", "defer-all", "relay", "mirror", "echo", "refuse-charset")
 DOMAIN = "pec.finto.test"

@@ -96,6 +96,7 @@ def test_an_endpoint_that_does_not_answer_is_named(tmp_path, pki):
     assert f"incoming point 127.0.0.1:{fake.incoming_port} does not answer" in proc.stdout
 
 
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # the defect under test
 def test_an_incoming_point_demanding_auth_from_peers_is_named(tmp_path, pki):
     pki_dir, tls = pki
     fake = FakeTarget(tmp_path / "fake", "relay", tls, incoming_auth=True).start()
