@@ -55,7 +55,8 @@ class AccessPoint:
         to = _addresses(h.get_all("to") or [])
         if not to and not p.faults.on("acc-cc-only-accepted"):
             return "il campo To deve contenere almeno un indirizzo valido"
-        if froms[0] != s.mail_from.lower() and not p.faults.on("acc-two-from-accepted"):
+        if froms[0] != s.mail_from.lower() and not p.faults.on("acc-two-from-accepted") \
+                and not p.faults.on("acc-from-unchecked"):
             return "il mittente SMTP non coincide con il campo From"
         header_rcpts = set(to) | set(_addresses(h.get_all("cc") or []))
         if set(r.lower() for r in s.rcpts) != header_rcpts and not p.faults.on("acc-hidden-recipient-accepted"):
@@ -86,7 +87,7 @@ class AccessPoint:
         except MimeError as exc:
             raise Refused(554, f"5.6.0 unreadable message: {exc}") from None
         if parseaddr(str(o.headers.get("from") or ""))[1].lower() not in ("", s.user.lower()) \
-                and not p.faults.on("acc-sender-mismatch-accepted"):
+                and not p.faults.on("acc-sender-mismatch-accepted") and not p.faults.on("acc-from-unchecked"):
             raise Refused(553, "5.7.1 From differs from the authenticated user")
         ident = p.gestore.new_msgid(now)
         is_pec = p.index.is_pec_domain

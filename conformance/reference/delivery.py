@@ -25,7 +25,7 @@ from ..pec.constants import (
     TIPO_SINTETICA,
     Kind,
 )
-from ..pec.mime import split_entity, split_multipart, walk_entity
+from ..pec.mime import b64_body, split_entity, split_multipart, walk_entity
 from ..pec.parse import ParsedMessage
 
 _counter = 0
@@ -176,7 +176,8 @@ def _stamped(p, raw: bytes) -> bytes:
 
 # The brief-receipt deviations (CON-12, CON-14..16): which step of the hashing goes wrong.
 _BRIEF_FAULTS = {"dlv-breve-keeps-attachments": "keep-named", "dlv-breve-keeps-attached-message": "keep-message",
-                 "dlv-breve-hashes-signature": "hash-signature", "dlv-breve-hashes-opaque": "hash-opaque"}
+                 "dlv-breve-hashes-signature": "hash-signature", "dlv-breve-hashes-opaque": "hash-opaque",
+                 "dlv-breve-recodes-text": "recode-unnamed"}
 
 
 def _opaque(node) -> bool:
@@ -207,4 +208,7 @@ def _faulty_brief(node, fault: str, top: bool = False) -> bytes:
         return _hash_part(name or "smime.p7m", node.body) if fault == "hash-opaque" else node.raw
     if name and fault != "keep-named":
         return _hash_part(name, node.body)
+    if fault == "recode-unnamed" and node.maintype == "text":
+        return (f"Content-Type: {node.headers.get('content-type')}\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+                .encode() + b64_body(node.decoded()))
     return node.raw

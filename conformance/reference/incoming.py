@@ -268,7 +268,8 @@ class IncomingPoint:
         for covered in ([] if no_presa else groups):
             presa = b.build_presa_in_carico(p.gestore, t, now, receipt_mailbox=receipt_box, ricezione=covered)
             presa = p.finish(Kind.PRESA_IN_CARICO, presa)
-            out.outgoing.append(Outgoing(p.config.service_address, [receipt_box], presa, Kind.PRESA_IN_CARICO))
+            to = d.mittente if p.faults.on("inc-presa-to-sender") else receipt_box
+            out.outgoing.append(Outgoing(p.config.service_address, [to], presa, Kind.PRESA_IN_CARICO))
             if p.faults.on("inc-presa-to-user"):
                 for user in users:
                     if p.delivery.deliver_unchanged(user, presa):

@@ -249,11 +249,11 @@ class ReferenceProvider:
         host, port = self.config.access
         port = port or free_port(host)
         f = self.faults
-        clear = f.on("acc-auth-in-clear")
+        clear = f.on("acc-auth-in-clear") or f.on("acc-open-submission")
         access = Controller(_AccessHandler(self), hostname=host, port=port,
                             tls_context=None if f.on("acc-no-starttls") else tls,
                             require_starttls=not (clear or f.on("acc-no-starttls")),
-                            auth_required=not f.on("acc-no-auth-required"),
+                            auth_required=not (f.on("acc-no-auth-required") or f.on("acc-open-submission")),
                             auth_require_tls=not (clear or f.on("acc-no-starttls")), authenticator=self._authenticator,
                             data_size_limit=None if f.on("acc-no-further-bound") else self.config.limits.max_message_size,
                             ident="PEC reference access point",
@@ -328,7 +328,7 @@ class _AccessHandler:
 
     async def handle_DATA(self, server, session, envelope):
         login = session.auth_data.login.decode("utf-8", "replace") if session.auth_data else ""
-        if not login and self.p.faults.on("acc-no-auth-required"):
+        if not login and (self.p.faults.on("acc-no-auth-required") or self.p.faults.on("acc-open-submission")):
             login = envelope.mail_from or ""  # the deviation: whoever connects is taken at their word
         loop = asyncio.get_running_loop()
         try:
