@@ -1,7 +1,7 @@
 """What `validate` reads: only regular files, each within a bound, names escaped in every output.
 
 Each hostile input runs the real command in its own process, measured: exit 2, one line saying why,
-within 2 s and under 200 MiB of resident memory (os.wait4 gives that process's own peak).
+within 2 s and under 200 MiB of resident memory (that process's own peak, measured by a small parent).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,24 +33,36 @@ class Outcome:
     rss_mib: float
 
 
+#: Runs the command as its own child and writes that child's peak RSS (KiB) to the file named in argv[1].
+#: The measuring parent is this small fresh interpreter, never the test process: a child forked from a
+#: large pytest process reports the parent's pages in its ru_maxrss before it execs.
+_MEASURE = """
+import os, sys
+pid = os.posix_spawn(sys.executable, [sys.executable, "-m", "conformance.cli", *sys.argv[2:]], os.environ)
+_, status, usage = os.wait4(pid, 0)
+open(sys.argv[1], "w").write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_measured(*args: str | bytes, timeout: float = 30.0) -> Outcome:
-    """The command in a child process; its own peak RSS from wait4 (not the largest child of the test run)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    """The command in a child process, with that process's own peak RSS (see _MEASURE)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile(suffix=".rss") as rss:
         start = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "conformance.cli", *args], stdout=out, stderr=err,
-                                stdin=subprocess.DEVNULL)
-        killer = threading.Timer(timeout, proc.kill)  # a hang must not hang the test run
-        killer.start()
+        proc = subprocess.Popen([sys.executable, "-c", _MEASURE, rss.name, *args], stdout=out, stderr=err,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
         try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            killer.cancel()
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:  # a hang must not hang the test run
+            os.killpg(proc.pid, 9)
+            proc.wait()
         seconds = time.monotonic() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
+        measured = Path(rss.name).read_text().strip()
         return Outcome(proc.returncode, out.read().decode("utf-8"), err.read().decode("utf-8"), seconds,
-                       usage.ru_maxrss / 1024)
+                       int(measured or 0) / 1024 if measured else float("inf"))
 
 
 @pytest.fixture(scope="module")
