@@ -135,6 +135,8 @@ def write_target_sandbox(directory: Path, profile, counterpart_pki: Path) -> Pat
     (directory / "pki" / "tls").mkdir(parents=True, exist_ok=True)
     (directory / "pki" / "tls" / "key.pem").write_bytes(private_key_pem(tls_key))
     (directory / "pki" / "tls" / "cert.pem").write_bytes(tls_cert.public_bytes(serialization.Encoding.PEM))
+    # What it publishes for the directory (its successor certificate listed ahead of time), where a profile names it.
+    publish_index(directory / "pki", profile.name, out=directory / "pki" / "index")
     # The local copy of the directory, signed by this provider's own index signer so it reloads it like any index.
     records = list(layout.index.records) + [r for r in kit_index.records if r.provider_name != profile.name]
     ldif = pec_index.write_ldif(records)
@@ -207,8 +209,9 @@ SECONDARY_UNIT = "Ambiente di collaudo"
 
 def publish_index(pki_dir: Path, provider_name: str, faults=(), out: Path | None = None) -> Path:
     """Write the provider's published index (the signed LDIF it serves for the directory) under `out`
-    (default: `<pki_dir>/../published`), with its records as the PKI has them and the index faults
-    switched on applied to its own record. Returns the file's path."""
+    (default: `<pki_dir>/../published`): its records as the PKI has them, its own record also listing its
+    successor certificate ahead of time, valid from 30 days before the current one ends (SIG-16), and the
+    index faults switched on applied to its own record. Returns the file's path."""
     import dataclasses
     from datetime import timedelta
 
@@ -224,13 +227,14 @@ def publish_index(pki_dir: Path, provider_name: str, faults=(), out: Path | None
     records = []
     for r in layout.index.records:
         if r.provider_name == provider_name:
-            if "idx-renewal-gap" in on:  # a successor valid only from a day after the current certificate ends
-                start = cred.certificate.not_valid_after_utc + timedelta(days=1)
-                _key, nxt = issue_provider_certificate(layout.ca, provider_name, cred.service_address,
-                                                       not_before=start, not_after=start + timedelta(days=365))
-                der = nxt.public_bytes(serialization.Encoding.DER)
-                r = dataclasses.replace(r, certificates=(*r.certificates, der),
-                                        certificate_hashes=(*r.certificate_hashes, pec_index.certificate_hash(der)))
+            # The successor overlaps the current certificate; with the fault it starts a day after its end.
+            end = cred.certificate.not_valid_after_utc
+            start = end + timedelta(days=1) if "idx-renewal-gap" in on else end - timedelta(days=30)
+            _key, nxt = issue_provider_certificate(layout.ca, provider_name, cred.service_address,
+                                                   not_before=start, not_after=start + timedelta(days=730))
+            der = nxt.public_bytes(serialization.Encoding.DER)
+            r = dataclasses.replace(r, certificates=(*r.certificates, der),
+                                    certificate_hashes=(*r.certificate_hashes, pec_index.certificate_hash(der)))
             if "idx-wrong-certificate-hash" in on:
                 r = dataclasses.replace(r, certificate_hashes=tuple(
                     pec_index.certificate_hash(h.encode()) for h in r.certificate_hashes))
@@ -261,5 +265,6 @@ def publish_index(pki_dir: Path, provider_name: str, faults=(), out: Path | None
     else:
         path = out / "providers.ldif.p7m"
         data = pec_index.sign_index(ldif, layout.index_signer_key, layout.index_signer_certificate)
+        (out / "providers.ldif").write_bytes(ldif)  # the plain text beside it, as `pki init` writes it
     path.write_bytes(data)
     return path
