@@ -26,6 +26,9 @@ mailbox names the environment variable that holds its password. Example::
     [trust]
     ca = "ca.pem"                  # trusted for the target's TLS and its signing certificate
     certificate = "target-signing.pem"
+    crl = "crl.pem"                # the CA's CRL
+    index = "providers.ldif.p7m"   # the target's published index (signed LDIF): IDX-01..06, IDX-14, SIG-16
+    index_signer = "index-signer.pem"
 
     [counterpart]                  # where the target delivers mail for the counterpart's domain
     host = "127.0.0.1"
