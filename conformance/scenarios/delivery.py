@@ -10,7 +10,7 @@ import time
 from ..engine.core import Blocked, ScenarioContext, scenario
 from ..pec.constants import Kind
 from ..pec.parse import parse_message
-from .incoming import strip_trace
+from .incoming import store_grace, strip_trace
 
 CONSEGNE = (Kind.CONSEGNA_COMPLETA, Kind.CONSEGNA_BREVE, Kind.CONSEGNA_SINTETICA)
 _VARIANT = {"completa": Kind.CONSEGNA_COMPLETA, "breve": Kind.CONSEGNA_BREVE, "sintetica": Kind.CONSEGNA_SINTETICA}
@@ -110,7 +110,7 @@ def same_provider(ctx: ScenarioContext) -> None:
                 actual=f"{len(envelope)} envelope, {len(receipts)} receipt(s)")
     if receipts:
         lag = seen["envelope"] - seen["receipt"] if "envelope" in seen else None
-        ctx.verdict("CON-02", lag is not None and lag <= ctx.seconds(1.0) + 0.2,
+        ctx.verdict("CON-02", lag is not None and lag <= store_grace(ctx),
                     "the receipt is issued once the envelope is stored", expected="the envelope, then the receipt",
                     actual="no envelope in the recipient's mailbox" if lag is None
                     else f"envelope seen {lag:+.2f} s after the receipt")
