@@ -105,6 +105,13 @@ def check_errore(msg: ParsedMessage, ctx: ValidationContext):
     d = msg.daticert
     rules = _ERRORE_RULES.get(msg.kind, {})
     req = ("CON-20",) if msg.kind is Kind.MANCATA_CONSEGNA else ("FMT-09",)
+    if msg.kind is Kind.MANCATA_CONSEGNA_VIRUS:
+        # NOT-05 (a SHOULD) asks for errore="virus" in the virus non-delivery; the DTD's MUST is FMT-09.
+        if d.errore == ERRORE_VIRUS:
+            yield passed("NOT-05", "virus non-delivery with errore=virus", decision="D6")
+        else:
+            yield warned("NOT-05", "virus non-delivery without errore=virus", expected=ERRORE_VIRUS,
+                         actual=d.errore, decision="D6")
     if d.errore not in ERRORE_VALUES:
         yield failed(req, "errore value outside the DTD", expected=" | ".join(ERRORE_VALUES), actual=d.errore,
                      decision="D6")

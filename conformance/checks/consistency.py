@@ -39,6 +39,15 @@ _ITALIAN_WHEN = re.compile(r"Il giorno \d{2}/\d{2}/\d{4} alle ore \d{2}:\d{2}:\d
 _ITALIAN_ID = re.compile(r"Identificativo (del )?messaggio:", re.IGNORECASE)
 
 
+_WRITTEN_INSTANT = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}(?:[ T,]+(?:alle ore |at )?\d{1,2}[:.]\d{2}(?:[:.]\d{2})?)?")
+
+
+def _instant_written(flat: str) -> str | None:
+    """The first date-like run of the text, to show how the instant was written."""
+    m = _WRITTEN_INSTANT.search(flat)
+    return m.group(0) if m else None
+
+
 def _flat(text: str) -> str:
     return re.sub(r"\s+", " ", text)
 
@@ -69,6 +78,7 @@ def check_text_data(msg: ParsedMessage, ctx: ValidationContext):
             zona, giorno, ora = dc.data_fields(when)
         except (TypeError, ValueError, IndexError):
             zona = giorno = ora = None
+        giorno_seen = bool(giorno and ora and zona)
         if giorno and giorno not in flat:
             missing.append(f"date {giorno}")
         if ora and ora not in flat:
@@ -79,6 +89,7 @@ def check_text_data(msg: ParsedMessage, ctx: ValidationContext):
         if subject and _flat(subject) not in flat:
             missing.append("subject")
     elif d is not None:
+        giorno_seen = bool(d.giorno and d.ora and d.zona)
         if d.giorno not in flat:
             missing.append(f"date {d.giorno}")
         if d.ora not in flat:
@@ -104,8 +115,14 @@ def check_text_data(msg: ParsedMessage, ctx: ValidationContext):
         yield failed(req, "the text lacks data items of the certification data", expected="all data items",
                      actual="missing: " + ", ".join(missing), decision="D19")
     else:
-        yield passed((*req, "TIM-04"), "the text states every data item of daticert (dd/mm/yyyy, hh:mm:ss, zone)",
-                     decision="D19")
+        yield passed(req, "the text states every data item of daticert", decision="D19")
+    # TIM-04 is the readable form of the instant: the date as dd/mm/yyyy, the time as hh:mm:ss, then the zone.
+    unreadable = [m for m in missing if m.startswith(("date ", "time ", "zone "))]
+    if unreadable:
+        yield failed("TIM-04", "the text does not give the instant as dd/mm/yyyy, hh:mm:ss and (zone)",
+                     expected=", ".join(unreadable), actual=_instant_written(flat) or "not found", decision="D19")
+    elif giorno_seen:
+        yield passed("TIM-04", "the text gives the instant as dd/mm/yyyy, hh:mm:ss and (zone)", decision="D19")
     if not _ITALIAN_WHEN.search(flat) or (kind is not Kind.BUSTA_ANOMALIA and not _ITALIAN_ID.search(flat)):
         # The sentences are free (D19, FMT-21); giving the data items without their Italian labels is what
         # TXT-01 (a SHOULD) asks against.

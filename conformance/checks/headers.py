@@ -1,6 +1,6 @@
 """PEC header fields, subjects, From/To/Reply-To/Date/Message-ID of every kind.
 
-GEN-03..06, FMT-18, FMT-19, FMT-22, HDR-01, ENV-01..10, ENV-16, ANO-03..08, ACC-10, ACC-12, ACC-16,
+GEN-03..06, GEN-09 (From is the service address the index registers), FMT-18, FMT-19, FMT-22, HDR-01, ENV-01..10, ENV-16, ANO-03..08, ACC-10, ACC-12, ACC-16,
 RIC-10, CON-05, CON-19, CON-23, VIR-03, VIR-07, VIR-10, TMO-09.
 """
 
@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from email.utils import getaddresses, parseaddr
+
+from cryptography import x509
 
 from ..pec.constants import (
     H_MITTENTE,
@@ -31,7 +33,9 @@ from ..pec.constants import (
     Kind,
 )
 from ..pec.parse import ParsedMessage, address_list
+from ..pec.trust import certificate_emails
 from .findings import ValidationContext, check, failed, info, passed, warned
+from .signature import _record_for
 
 # The header rule of each kind: the requirement whose template lists its fields.
 HEADER_REQ = {
@@ -51,6 +55,8 @@ HEADER_REQ = {
     Kind.MANCATA_CONSEGNA_24H: "TMO-09",
 }
 _ENVELOPES = (Kind.BUSTA_TRASPORTO, Kind.BUSTA_ANOMALIA)
+# The rule naming each envelope's own X-Trasporto value: cited on both sides (present and right, or not).
+_TYPE_HEADER_REQ = {Kind.BUSTA_TRASPORTO: ("ENV-02",), Kind.BUSTA_ANOMALIA: ("ANO-04",)}
 # No PEC message predates e-mail as deployed; an earlier Date is a broken one.
 EARLIEST_DATE = datetime(1990, 1, 1, tzinfo=UTC)
 _DAY_NAME = re.compile(r"\s*([A-Za-z]{3}),")
@@ -92,6 +98,7 @@ def check_pec_type(msg: ParsedMessage, ctx: ValidationContext):
             problem = c.header_problem if c is not None else "missing"
             name = H_TRASPORTO if msg.kind in _ENVELOPES else H_RICEVUTA
             reqs = ("GEN-04", "FMT-19", "HDR-01") if problem.startswith("misspelt") else ("GEN-04",)
+            reqs = (*reqs, *_TYPE_HEADER_REQ.get(msg.kind, ()))
             yield failed(reqs, f"a PEC message ({msg.kind}, by its {c.decided_by if c else 'clues'}) without its "
                                f"identifying header: {problem}", expected=f"{name}: {_value_of(msg.kind)}",
                          actual=problem)
@@ -111,8 +118,13 @@ def check_pec_type(msg: ParsedMessage, ctx: ValidationContext):
                                       [f"X-Ricevuta: {v}" for v in ricevuta]))
     for value in trasporto:
         if value not in TRASPORTO_VALUES:
-            yield failed(("GEN-04", "FMT-19"), "X-Trasporto value is not one of Appendix A",
+            yield failed(("GEN-04", "FMT-19", *_TYPE_HEADER_REQ.get(msg.kind, ())),
+                         "X-Trasporto value is not one of Appendix A",
                          expected=" | ".join(TRASPORTO_VALUES), actual=value)
+    if ricevuta and msg.kind in _TYPE_HEADER_REQ:
+        # An envelope (by its other clues) identified by X-Ricevuta: its X-Trasporto is missing.
+        yield failed(("GEN-04", *_TYPE_HEADER_REQ[msg.kind]), f"{msg.kind} identified by X-Ricevuta, not X-Trasporto",
+                     expected=f"{H_TRASPORTO}: {_value_of(msg.kind)}", actual="; ".join(ricevuta))
     for value in ricevuta:
         if value not in RICEVUTA_VALUES:
             yield failed(("GEN-04", "FMT-19"), "X-Ricevuta value is not one of Appendix A",
@@ -179,6 +191,34 @@ def _one_address(value: str | None) -> tuple[str, str] | None:
     return found[0]
 
 
+_SERVICE: dict[tuple[int, tuple[str, ...]], tuple[object, frozenset[str]]] = {}
+
+
+def _service_addresses(msg: ParsedMessage, ctx: ValidationContext) -> frozenset[str] | None:
+    """The service address(es) of the provider that signed `msg`, as registered: the e-mail addresses of the
+    certificates its providers index records list (D2: the service address is the signing certificate's
+    address). None when no index record holds the signer's certificate."""
+    _cert, records = _record_for(msg, ctx)
+    if not records or ctx.index is None:
+        return None
+    names = tuple(sorted({r.provider_name.casefold() for r in records}))
+    key = (id(ctx.index), names)
+    entry = _SERVICE.get(key)
+    if entry is None or entry[0] is not ctx.index:
+        found: set[str] = set()
+        for record in ctx.index.records:
+            if record.provider_name.casefold() in names:
+                for der in record.certificates:
+                    try:
+                        found.update(e.lower() for e in certificate_emails(x509.load_der_x509_certificate(der)))
+                    except ValueError:
+                        continue
+        if len(_SERVICE) > 256:
+            _SERVICE.clear()
+        entry = _SERVICE[key] = (ctx.index, frozenset(found))
+    return entry[1] or None
+
+
 @check("headers.from", ["GEN-06", "GEN-09", "ENV-05", "ANO-07", "FMT-22"], needs_body=False)
 def check_from(msg: ParsedMessage, ctx: ValidationContext):
     """From: the provider service address; envelopes put the original sender in a quoted display name."""
@@ -200,8 +240,17 @@ def check_from(msg: ParsedMessage, ctx: ValidationContext):
     display, address = parsed
     if len(msg.header_all("from")) > 1:
         yield failed(req, "more than one From field", actual="; ".join(msg.header_all("from")))
+    service = _service_addresses(msg, ctx)
+    if service is None:
+        # Which address the provider registered is not known here: a From that parses shows nothing of GEN-09.
+        yield info("GEN-09", f"From {address} not compared: the signer's service address is unknown (no "
+                             "providers index record holds the signing certificate)", decision="D2")
+    elif address.lower() not in service:
+        yield failed(("GEN-09", req), "From address is not the provider's service address",
+                     expected=" | ".join(sorted(service)), actual=address, decision="D2")
+    else:
+        yield passed(("GEN-09", req), f"From {address} is the provider's service address", decision="D2")
     if not envelope:
-        yield passed(("GEN-06", "GEN-09"), f"From {address}")
         return
     d = msg.daticert
     sender = d.mittente if d is not None else None

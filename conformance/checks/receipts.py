@@ -115,8 +115,10 @@ def check_brief(msg, ctx: ValidationContext):
         if named or o.content_type == "message/rfc822":
             req = "CON-14" if o.content_type == "message/rfc822" else "CON-13"
             if not _is_hash_part(b):
-                problems.append((req, f"named part {o.filename or o.name or o.content_type} not replaced by a "
-                                      ".hash part", "FAIL"))
+                # CON-12 names the replacement of every named part; CON-13/CON-14 how its hash is made.
+                problems.append(((req, "CON-12") if named else req,
+                                 f"named part {o.filename or o.name or o.content_type} not replaced by a "
+                                 ".hash part", "FAIL"))
                 continue
             value = b.text().strip().lower()
             readings = _hash_readings(o)

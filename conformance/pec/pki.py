@@ -108,6 +108,8 @@ class ProviderSpec:
     name: str
     domains: tuple[str, ...]
     receipt_mailbox: str | None = None
+    # The organisation named in the certificate's subject when it is not `name` (a profile defect, SIG-05).
+    certificate_organization: str | None = None
 
     def __post_init__(self) -> None:
         # Accept any sequence (or a bare string) for domains; store a tuple.
@@ -234,6 +236,7 @@ def issue_provider_certificate(
     basic_constraints: bool = False,
     critical_extra_extension: bool = False,
     email_in_subject: bool = False,
+    organization: str | None = None,
 ) -> tuple[Any, x509.Certificate]:
     """Provider signing certificate per RFC 6109 §5.5; the switches break the profile on purpose."""
     if key is None:
@@ -242,7 +245,7 @@ def issue_provider_certificate(
     end = _now(not_after) if not_after is not None else start + timedelta(days=365)
     attributes = [
         x509.NameAttribute(NameOID.COUNTRY_NAME, "IT"),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, provider_name),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization or provider_name),  # SIG-05 when another
         x509.NameAttribute(NameOID.COMMON_NAME, "Posta Certificata"),
     ]
     if email_in_subject:  # SIG-06: SHOULD NOT
@@ -448,7 +451,7 @@ def write_pki_directory(
     taken: set[str] = set()
     for spec in providers:
         cred = make_provider(ca, spec.name, spec.domains, receipt_mailbox=spec.receipt_mailbox,
-                             not_before=moment - timedelta(hours=1))
+                             not_before=moment - timedelta(hours=1), organization=spec.certificate_organization)
         slug = _slug(spec.name, taken)
         credentials.append(cred)
         files.append(

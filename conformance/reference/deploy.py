@@ -18,6 +18,7 @@ from ..pec.pki import (
     private_key_pem,
     write_pki_directory,
 )
+from .faults import certificate_organization
 from .provider import free_port
 
 
@@ -46,7 +47,9 @@ def write_deployment(directory: Path, plans=DEFAULT_PLANS, *, timers: dict | Non
                      external_route: tuple[str, int] | None = None, host: str = "127.0.0.1") -> list[Path]:
     """Write the PKI and one config per provider; returns the config paths (ports chosen now)."""
     directory = Path(directory)
-    layout = write_pki_directory(directory / "pki", [ProviderSpec(p.name, p.domains) for p in plans])
+    # A certificate fault of the deployment (faults.certificate_organization) is issued into the PKI itself.
+    layout = write_pki_directory(directory / "pki", [ProviderSpec(
+        p.name, p.domains, certificate_organization=certificate_organization(p.faults)) for p in plans])
     tls_key, tls_cert = issue_tls_server_certificate(layout.ca, ("localhost", host))
     (directory / "pki" / "tls").mkdir(parents=True, exist_ok=True)
     (directory / "pki" / "tls" / "key.pem").write_bytes(private_key_pem(tls_key))

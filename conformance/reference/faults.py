@@ -831,7 +831,25 @@ FAULTS: tuple[Fault, ...] = (
           "the submission port takes mail in clear without AUTH (configured like an MX)"),
     Fault("inc-presa-to-sender", "incoming", ("RIC-11",), "FAIL",
           "the presa in carico goes to the original sender instead of the sending provider's mailReceipt"),
+    Fault("sig-cert-subject-other-name", "access", ("SIG-05",), "FAIL",
+          "the certificate the index lists for the provider names another organisation than its providerName"),
+    Fault("trk-virus-notice-errore-altro", "tracking", ("NOT-05",), "WARN",
+          "virus non-delivery daticert says errore=altro", (Kind.MANCATA_CONSEGNA_VIRUS,),
+          daticert=lambda d: replace(d, errore="altro")),
+    Fault("dlv-receipt-from-receipt-mailbox", "delivery", ("GEN-06", "GEN-09"), "FAIL",
+          "delivery receipts From the receipt mailbox, not the service address",
+          (Kind.CONSEGNA_COMPLETA, Kind.CONSEGNA_BREVE, Kind.CONSEGNA_SINTETICA),
+          message=lambda raw, g: set_header(raw, "From", "ricevute@" + g.service_address.partition("@")[2])),
 )
+
+# Deployment faults: the test PKI issues the provider's certificate (the one its index record lists) so.
+CERTIFICATE_ORGANIZATION = {"sig-cert-subject-other-name": "Servizi Telematici Esempio S.r.l."}
+
+
+def certificate_organization(faults) -> str | None:
+    """The organisation the deployment puts in the provider certificate's subject instead of its name."""
+    return next((CERTIFICATE_ORGANIZATION[n] for n in faults if n in CERTIFICATE_ORGANIZATION), None)
+
 
 CATALOGUE: dict[str, Fault] = {f.name: f for f in FAULTS}
 
