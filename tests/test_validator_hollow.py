@@ -229,3 +229,14 @@ def test_samples_of_another_instant_keep_the_new_passes(world):
                       (K.CONSEGNA_BREVE, "CON-12"), (K.MANCATA_CONSEGNA_VIRUS, "NOT-05")]:
         result = check(other.messages[kind], ValidationContext(index=world.index, carried_original=other.carried_original))
         assert_pass(result, req)
+
+
+def test_anomaly_around_the_providers_own_message_is_not_an_author_from(world, samples):
+    """Around a PEC message the original sender may be the service address itself (D23): the anomaly
+    envelope From that address is the provider's, not a forged author's."""
+    kind = K.BUSTA_ANOMALIA
+    service = creds(world, kind).service_address
+    raw = m.set_header(samples.messages[kind], "Return-Path", f"<{service}>")
+    result = judged(world, samples, kind, raw)
+    assert Verdict.FAIL not in verdicts(result, "ANO-07"), show(result)
+    assert_pass(result, "GEN-09")

@@ -277,7 +277,8 @@ def check_from(msg: ParsedMessage, ctx: ValidationContext):
     if senders and named.lower() not in senders:
         yield failed(req, "the display name names another sender", expected=" | ".join(sorted(senders)),
                      actual=named, decision="D23")
-    if sender and address.lower() in senders:
+    if sender and address.lower() in senders and (service is None or address.lower() not in service):
+        # Around a PEC message the original From may be this very service address (D23): not an author then.
         yield failed(req, "From address is the original author, not the provider", actual=address)
 
 
