@@ -476,8 +476,8 @@ FAULTS: tuple[Fault, ...] = (
     Fault("inc-sha1-refused", "incoming", ("SIG-19",), "FAIL",
           "an envelope signed with SHA-1 by a peer is treated as an anomaly (decision D16)"),
     # ---------------------------------------------------------------- delivery point
-    Fault("dlv-no-consegna", "delivery", ("CON-06", "RIC-09"), "FAIL", "no delivery receipt"),
-    Fault("dlv-lose-one-in-ten", "delivery", ("CON-06", "RIC-09"), "FAIL",
+    Fault("dlv-no-consegna", "delivery", ("CON-06",), "FAIL", "no delivery receipt"),
+    Fault("dlv-lose-one-in-ten", "delivery", ("CON-06",), "FAIL",
           "one delivery receipt in ten is never issued (the first, the eleventh, ...): a loss only load shows"),
     Fault("dlv-consegna-subject-prefix", "delivery", ("FMT-18", "CON-05"), "FAIL",
           "delivery receipt subject misspelt",
@@ -696,7 +696,8 @@ FAULTS: tuple[Fault, ...] = (
     # ---------------------------------------------------------------- flows: incoming point
     Fault("inc-no-starttls", "incoming", ("SEC-04", "SEC-01"), "FAIL", "the incoming point offers no STARTTLS"),
     Fault("inc-no-crl-check", "incoming", ("RIC-06", "SIG-14"), "FAIL",
-          "the incoming point never looks the signer up in the CRL: a revoked certificate passes"),
+          "the incoming point never looks the signer up in the CRL: a revoked certificate passes",
+          scenarios=("anomaly.revoked-certificate",)),
     Fault("inc-first-certificate-only", "incoming", ("IDX-12",), "FAIL",
           "only the first certificate of an index record is trusted: a renewed certificate makes anomalies"),
     Fault("inc-malformed-as-pec", "incoming", ("RIC-08",), "FAIL",
