@@ -33,7 +33,7 @@ from conformance.reference.faults import CATALOGUE, FAULTS, Fault
 from conformance.runner import TARGET_DOMAINS
 
 GOAL = 0.95
-PER_REQUIREMENT_SCENARIOS = 2  # scenarios per requirement a fault runs in, when it names none itself
+PER_REQUIREMENT_SCENARIOS = 3  # scenarios per requirement a fault runs in, when it names none itself
 RUN_TIMEOUT = 900
 
 
