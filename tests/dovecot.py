@@ -35,6 +35,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from conformance.net.ports import free_ports  # noqa: F401 (the Dovecot tests take their ports from here)
+
 MAIL_USER = "pecmail"
 SETUP_HINT = "Dovecot is not installed: run scripts/setup-dovecot (as root) first"
 _SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
@@ -125,22 +127,6 @@ def ensure_mail_user(name: str = MAIL_USER) -> pwd.struct_passwd:
         return pwd.getpwnam(name)  # also fine when a concurrent run created it first
     except KeyError:
         raise DovecotUnavailable(f"cannot create user {name}: {done.stderr.strip()}") from None
-
-
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """Distinct free TCP ports (the kernel's ephemeral range, so above 1024)."""
-    sockets, ports = [], []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((host, 0))
-            sockets.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in sockets:
-            s.close()
-    assert all(p > 1024 for p in ports)
-    return ports
 
 
 def _chown_tree(root: Path, uid: int, gid: int) -> None:

@@ -32,6 +32,8 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from conformance.net.ports import free_port
+
 # aiosmtpd itself sets the legacy attribute on every AUTH: not something a test can act on.
 warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
 
@@ -47,11 +49,7 @@ DEFER = "451 4.3.0 try again later"
 
 
 def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port("127.0.0.1")
 
 
 def _store(box: Path, raw: bytes) -> None:

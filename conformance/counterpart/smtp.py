@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
-import socket
 import ssl
 import threading
 import time
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
 
+from ..net.ports import free_port
 from ..net.smtp import BoundedSMTP
 from ..pec.constants import MAX_MESSAGE_BYTES
 from ..pec.parse import ParsedMessage, parse_message
@@ -30,13 +30,6 @@ DATA_SIZE_LIMIT = MAX_MESSAGE_BYTES
 # Messages taken in at once by one server; a further sender waits for its 354, so a target opening many
 # connections cannot multiply the memory a message may take.
 PARALLEL_DATA = 4
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port free on `host` now (the Controller needs a concrete port to check that it is up)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -11,7 +11,6 @@ import asyncio
 import hmac
 import logging
 import signal
-import socket
 import ssl
 import sys
 import threading
@@ -23,6 +22,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from ..net.ports import free_port
 from ..pec import build as b
 from ..pec.constants import Kind
 from ..pec.index import load_index
@@ -39,12 +39,6 @@ from .virus import Scanner, ScannerError
 
 # aiosmtpd logs a warning about its own deprecated attribute whenever AUTH succeeds: nothing to act on.
 logging.getLogger("mail.log").addFilter(lambda record: "login_data is deprecated" not in record.getMessage())
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def _load_pem_certs(path: Path) -> list[x509.Certificate]:
