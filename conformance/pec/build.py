@@ -55,6 +55,7 @@ from .daticert import Recipient
 from .mime import (
     CRLF,
     attachment_part,
+    b64_body,
     decode_text,
     encode_header_value,
     multipart,
@@ -356,14 +357,23 @@ def _is_smime_opaque(node) -> bool:
     return node.content_type in ("application/pkcs7-mime", "application/x-pkcs7-mime")
 
 
-def brief_original(raw: bytes) -> bytes:
+#: Ways a brief receipt's original can be made wrong, one step of the hashing each (the reference
+#: provider's brief-receipt faults, CON-12..16): keep the named parts, keep an attached message, hash the
+#: S/MIME signature part, hash an opaque S/MIME body, re-encode an unnamed text part.
+BRIEF_DEVIATIONS = ("keep-named", "keep-message", "hash-signature", "hash-opaque", "recode-unnamed")
+
+
+def brief_original(raw: bytes, *, deviation: str | None = None) -> bytes:
     """The original of a brief receipt (CON-12..16, decisions D8 and D29): every named part and every
     attached message replaced by a text/plain `.hash` part holding the SHA-1 (40 hex) of its body as
-    transferred; structure, unnamed parts and S/MIME signature parts kept byte for byte."""
+    transferred; structure, unnamed parts and S/MIME signature parts kept byte for byte.
+    ``deviation`` (one of BRIEF_DEVIATIONS) gets one step wrong on purpose."""
+    if deviation is not None and deviation not in BRIEF_DEVIATIONS:
+        raise ValueError(f"unknown brief-receipt deviation {deviation!r}")
     root = walk_entity(raw)
-    if _is_smime_opaque(root):
+    if _is_smime_opaque(root) and deviation != "hash-opaque":
         return raw
-    return _brief(root, top=True)
+    return _brief(root, deviation)
 
 
 def _hash_part(name: str, body: bytes) -> bytes:
@@ -376,7 +386,7 @@ def _hash_part(name: str, body: bytes) -> bytes:
     ).encode()
 
 
-def _brief(node, top: bool = False) -> bytes:
+def _brief(node, deviation: str | None) -> bytes:
     if node.maintype == "multipart":
         boundary = node.headers.get_boundary()
         header_block, body = split_entity(node.raw)
@@ -385,16 +395,21 @@ def _brief(node, top: bool = False) -> bytes:
         prev = 0
         for i, ((s, e), child) in enumerate(zip(spans, node.children, strict=False)):
             out += body[prev:s]
-            keep_signature = node.content_type == "multipart/signed" and i == 1
-            out += child.raw if keep_signature else _brief(child)
+            keep_signature = node.content_type == "multipart/signed" and i == 1 and deviation != "hash-signature"
+            out += child.raw if keep_signature else _brief(child, deviation)
             prev = e
         out += body[prev:]
         return bytes(out)
     name = node.filename or node.name
     if node.content_type == "message/rfc822":
-        return _hash_part(name or "messaggio.eml", node.body)
-    if name and not _is_smime_opaque(node):
+        return node.raw if deviation == "keep-message" else _hash_part(name or "messaggio.eml", node.body)
+    if _is_smime_opaque(node):
+        return _hash_part(name or "smime.p7m", node.body) if deviation == "hash-opaque" else node.raw
+    if name and deviation != "keep-named":
         return _hash_part(name, node.body)
+    if deviation == "recode-unnamed" and node.maintype == "text":
+        return (f"Content-Type: {node.headers.get('content-type')}\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+                .encode() + b64_body(node.decoded()))
     return node.raw
 
 

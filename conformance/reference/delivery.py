@@ -15,7 +15,6 @@ from email.utils import getaddresses
 from pathlib import Path
 
 from ..pec import build as b
-from ..pec.build import _hash_part
 from ..pec.constants import (
     CODE_MAILBOX_FULL,
     CODE_UNKNOWN_MAILBOX,
@@ -25,7 +24,6 @@ from ..pec.constants import (
     TIPO_SINTETICA,
     Kind,
 )
-from ..pec.mime import b64_body, split_entity, split_multipart, walk_entity
 from ..pec.parse import ParsedMessage
 
 _counter = 0
@@ -145,7 +143,7 @@ class DeliveryPoint:
         if variant == TIPO_BREVE and brief is not None and msg.postacert is not None:
             d = b.NoticeDetails(consegna=recipient, ricevuta=variant)
             notice = b.build_notice(kind, p.gestore, t, instant, to=t.mittente, details=d,
-                                    original=_faulty_brief(walk_entity(msg.postacert), brief, top=True))
+                                    original=b.brief_original(msg.postacert, deviation=brief))
         else:
             notice = b.build_avvenuta_consegna(p.gestore, t, instant, recipient=recipient, variant=variant,
                                                carried_original=msg.postacert)
@@ -178,37 +176,3 @@ def _stamped(p, raw: bytes) -> bytes:
 _BRIEF_FAULTS = {"dlv-breve-keeps-attachments": "keep-named", "dlv-breve-keeps-attached-message": "keep-message",
                  "dlv-breve-hashes-signature": "hash-signature", "dlv-breve-hashes-opaque": "hash-opaque",
                  "dlv-breve-recodes-text": "recode-unnamed"}
-
-
-def _opaque(node) -> bool:
-    return node.content_type in ("application/pkcs7-mime", "application/x-pkcs7-mime")
-
-
-def _faulty_brief(node, fault: str, top: bool = False) -> bytes:
-    """brief_original with one deviation."""
-    if top and _opaque(node) and fault != "hash-opaque":
-        return node.raw
-    if node.maintype == "multipart":
-        boundary = node.headers.get_boundary()
-        header_block, body = split_entity(node.raw)
-        spans, _ = split_multipart(body, boundary)
-        out = bytearray(header_block)
-        prev = 0
-        for i, ((s, e), child) in enumerate(zip(spans, node.children, strict=False)):
-            out += body[prev:s]
-            keep = node.content_type == "multipart/signed" and i == 1 and fault != "hash-signature"
-            out += child.raw if keep else _faulty_brief(child, fault)
-            prev = e
-        out += body[prev:]
-        return bytes(out)
-    name = node.filename or node.name
-    if node.content_type == "message/rfc822":
-        return node.raw if fault == "keep-message" else _hash_part(name or "messaggio.eml", node.body)
-    if _opaque(node):
-        return _hash_part(name or "smime.p7m", node.body) if fault == "hash-opaque" else node.raw
-    if name and fault != "keep-named":
-        return _hash_part(name, node.body)
-    if fault == "recode-unnamed" and node.maintype == "text":
-        return (f"Content-Type: {node.headers.get('content-type')}\r\nContent-Transfer-Encoding: base64\r\n\r\n"
-                .encode() + b64_body(node.decoded()))
-    return node.raw
